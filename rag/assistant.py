@@ -1,0 +1,328 @@
+"""The public entry point: build or open an index, then ask questions of it."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from . import store
+from .answering import Answerer
+from .documents import collect
+from .embedding import Embedder
+from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
+from .retrieval import MODES, Mode, Retriever
+from .settings import SAMPLE_DOCUMENT, TEXT_EXTENSIONS, ChunkSettings, default_index_dir, default_model
+from .splitting import split_document
+from .store import SourceRecord
+from .text import terms
+from .types import Answer, Document, Hit, Passage
+
+# Longer questions are refused: no real question is this long, and embedding cost grows with it.
+MAX_QUESTION_CHARS = 2000
+# Passages retrieved per question and handed to the answerer.
+RETRIEVE_K = 10
+
+
+@dataclass
+class BuildReport:
+    """What `Assistant.build` did, for the CLI's summary."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    embedded: int = 0  # passages embedded in this build (0 when nothing changed)
+    passages: int = 0
+    rebuilt_because: str | None = None  # why an existing index was rebuilt from scratch
+    seconds: float = 0.0
+    written: bool = False
+
+
+class Assistant:
+    """Answers questions about a set of documents, citing verbatim sentences.
+
+    >>> assistant = Assistant.default()           # the bundled sample document
+    >>> assistant.ask("When was the Brest peace treaty signed?").text[:10]
+    'March 1918'
+    """
+
+    def __init__(self, index_dir: Path, data: store.IndexData, embedder: Embedder, report: BuildReport | None = None):
+        self.index_dir = index_dir
+        self._data = data
+        self._embedder = embedder
+        self._retriever = Retriever(data)
+        self._answerer = Answerer(data)
+        self.last_build = report
+        self.timings: dict[str, float] = {}  # seconds spent in each stage of the last `ask`
+
+    # -- constructors ------------------------------------------------------------------------
+
+    @classmethod
+    def default(cls, *, progress: bool = False) -> "Assistant":
+        """The bundled sample document, indexed on first use and reused afterwards."""
+        return cls.build([SAMPLE_DOCUMENT], index_dir=default_index_dir(), progress=progress)
+
+    @classmethod
+    def build(
+        cls,
+        paths: Iterable[str | Path],
+        index_dir: str | Path | None = None,
+        *,
+        model: str | None = None,
+        chunking: ChunkSettings = ChunkSettings(),
+        progress: bool = False,
+    ) -> "Assistant":
+        """Index files and folders into `index_dir`, re-embedding only what changed.
+
+        The index then holds exactly the documents found under `paths`: new and changed files
+        are (re-)embedded, files no longer there are dropped, unchanged ones are reused as they
+        are. A different model or chunking setting rebuilds the whole index.
+
+        Raises:
+            DocumentError: a named path is missing or unreadable, or no document could be read.
+            IndexLockedError: another process is writing this index.
+        """
+        started = time.perf_counter()
+        paths = [Path(p) for p in paths]
+        if not paths:
+            raise DocumentError("no documents given; name files or folders to index")
+        index_dir = Path(index_dir) if index_dir else default_index_dir()
+        collected = collect(paths)
+        if not collected.documents:
+            reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
+            raise DocumentError(
+                f"no readable documents in {', '.join(map(str, paths))} "
+                f"(supported: {', '.join(TEXT_EXTENSIONS)}){'; ' + reasons if reasons else ''}"
+            )
+        embedder = Embedder(model or default_model())
+        settings = {
+            "model": embedder.model_name,
+            "dimension": None,  # filled in once the model is loaded, only if something is embedded
+            "normalized": True,
+            "chunking": chunking.to_dict(),
+        }
+        report = BuildReport(skipped=collected.skipped)
+        with store.lock(index_dir):
+            previous = _load_previous(index_dir, settings, report)
+            data = _update(index_dir, previous, collected.documents, embedder, settings, chunking, report, progress)
+        report.passages = len(data.passages)
+        report.seconds = time.perf_counter() - started
+        return cls(index_dir, data, embedder, report)
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> "Assistant":
+        """Open an existing index, checking its files against the manifest and its sources on disk.
+
+        Raises:
+            IndexNotFoundError: nothing is indexed there.
+            IndexCorruptError: a file is missing, truncated or altered.
+            IndexStaleError: a source changed or disappeared since it was indexed.
+        """
+        index_dir = Path(index_dir)
+        data = store.load(index_dir)
+        stale = _stale_sources(data)
+        if stale:
+            raise IndexStaleError(
+                f"{index_dir} is out of date: {', '.join(stale[:3])}{' and more' if len(stale) > 3 else ''} "
+                f"changed since indexing; update it with `rag index PATH --index {index_dir}`"
+            )
+        return cls(index_dir, data, Embedder(data.manifest["model"]))
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def ask(self, question: str, *, mode: Mode = "hybrid") -> Answer:
+        """Answer one question from the documents, or say that they don't answer it.
+
+        Args:
+            question: the question, in plain text.
+            mode: retrieval mode; "hybrid" (default), or "dense"/"bm25" for baselines.
+
+        Raises:
+            QuestionError: the question is empty, too long, or not text.
+        """
+        question = clean_question(question)
+        hits = self.search(question, mode=mode)
+        started = time.perf_counter()
+        answer = self._answerer.answer(question, hits)
+        self.timings["answer"] = time.perf_counter() - started
+        return answer
+
+    def search(self, question: str, *, k: int = RETRIEVE_K, mode: Mode = "hybrid") -> list[Hit]:
+        """The `k` passages most relevant to `question`, best first."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        question = clean_question(question)
+        started = time.perf_counter()
+        vector = self._embedder.encode_query(question) if mode != "bm25" else None
+        embedded = time.perf_counter()
+        hits = self._retriever.search(question, vector, k=k, mode=mode)
+        self.timings = {"embed": embedded - started, "search": time.perf_counter() - embedded}
+        return hits
+
+    def answer_features(self, question: str) -> dict[str, float] | None:
+        """The signals the abstention decision is taken on (for calibration and reports)."""
+        question = clean_question(question)
+        return self._answerer.features(question, self.search(question))
+
+    # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def passages(self) -> list[Passage]:
+        return self._data.passages
+
+    @property
+    def manifest(self) -> dict:
+        return self._data.manifest
+
+    def status(self) -> dict:
+        """What is indexed: documents, passages, model, when, and which sources are stale."""
+        manifest = self._data.manifest
+        size = sum(p.stat().st_size for p in self.index_dir.rglob("*") if p.is_file())
+        return {
+            "index": str(self.index_dir),
+            "documents": manifest["counts"]["sources"],
+            "passages": manifest["counts"]["passages"],
+            "model": manifest["model"],
+            "dimension": manifest["dimension"],
+            "updated_at": manifest["updated_at"],
+            "bytes_on_disk": size,
+            "stale": _stale_sources(self._data),
+        }
+
+
+def clean_question(question: object) -> str:
+    """Validate a question and strip control characters.
+
+    Raises:
+        QuestionError: not a string, empty, or longer than MAX_QUESTION_CHARS.
+    """
+    if not isinstance(question, str):
+        raise QuestionError(f"a question must be text, not {type(question).__name__}")
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in question).strip()
+    if not cleaned:
+        raise QuestionError("the question is empty; type a question")
+    if len(cleaned) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"the question is {len(cleaned):,} characters long; ask in at most {MAX_QUESTION_CHARS:,}"
+        )
+    return cleaned
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+def _load_previous(index_dir: Path, settings: dict, report: BuildReport) -> store.IndexData | None:
+    """The existing index if it can be extended; None (and the reason) if it must be rebuilt."""
+    if not store.exists(index_dir):
+        return None
+    try:
+        previous = store.load(index_dir)
+    except (IndexCorruptError, IndexStaleError) as error:
+        report.rebuilt_because = str(error).split(";")[0]
+        return None
+    manifest = previous.manifest
+    for key in ("model", "chunking", "normalized"):
+        if manifest.get(key) != settings[key]:
+            report.rebuilt_because = f"{key} changed from {manifest.get(key)!r} to {settings[key]!r}"
+            return None
+    return previous
+
+
+def _update(
+    index_dir: Path,
+    previous: store.IndexData | None,
+    documents: list[Document],
+    embedder: Embedder,
+    settings: dict,
+    chunking: ChunkSettings,
+    report: BuildReport,
+    progress: bool,
+) -> store.IndexData:
+    old_sources = previous.sources if previous else {}
+    new_by_source = {d.source: d for d in documents}
+    report.removed = sorted(set(old_sources) - set(new_by_source))
+    for document in documents:
+        old = old_sources.get(document.source)
+        if old is None:
+            report.added.append(document.source)
+        elif old.sha256 != document.sha256:
+            report.updated.append(document.source)
+        else:
+            report.unchanged.append(document.source)
+    if previous and not report.added and not report.updated and not report.removed:
+        return previous  # nothing to write: never re-embed or rewrite an unchanged index
+
+    # Reuse the vectors of unchanged sources; split and embed the rest.
+    old_vectors = previous.vectors() if previous else None
+    old_rows: dict[str, list[int]] = {}
+    if previous:
+        for row, passage in enumerate(previous.passages):
+            old_rows.setdefault(passage.source, []).append(row)
+    fresh: dict[str, list[Passage]] = {
+        d.source: split_document(d, chunking) for d in documents if d.source not in report.unchanged
+    }
+    fresh_texts = [p.text for source in sorted(fresh) for p in fresh[source]]
+    fresh_vectors = embedder.encode(fresh_texts, progress=progress)
+    report.embedded = len(fresh_texts)
+    settings = {**settings, "dimension": embedder.dimension if fresh_texts or not previous else previous.manifest["dimension"]}
+
+    import numpy as np
+
+    passages: list[Passage] = []
+    blocks = []
+    fresh_start = {}
+    cursor = 0
+    for source in sorted(fresh):
+        fresh_start[source] = cursor
+        cursor += len(fresh[source])
+    sources: dict[str, SourceRecord] = {}
+    for source in sorted(new_by_source):
+        document = new_by_source[source]
+        if source in fresh:
+            source_passages = fresh[source]
+            start = fresh_start[source]
+            blocks.append(fresh_vectors[start : start + len(source_passages)])
+        else:
+            rows = old_rows.get(source, [])
+            source_passages = [previous.passages[r] for r in rows]
+            blocks.append(old_vectors[rows])
+        passages.extend(source_passages)
+        sources[source] = SourceRecord(
+            sha256=document.sha256,
+            size=document.size,
+            mtime_ns=Path(source).stat().st_mtime_ns,
+            encoding=document.encoding,
+            passages=len(source_passages),
+        )
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
+    store.write(
+        index_dir,
+        passages=passages,
+        vectors=vectors,
+        passage_terms=[terms(p.text) for p in passages],
+        sources=sources,
+        settings=settings,
+        previous=previous.manifest if previous else None,
+    )
+    report.written = True
+    return store.load(index_dir)
+
+
+def _stale_sources(data: store.IndexData) -> list[str]:
+    """Sources that are gone or whose content differs from what was indexed."""
+    stale = []
+    for source, record in data.sources.items():
+        path = Path(source)
+        try:
+            stat = path.stat()
+        except OSError:
+            stale.append(f"{path.name} (missing)")
+            continue
+        if stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns:
+            continue
+        if stat.st_size != record.size or hashlib.sha256(path.read_bytes()).hexdigest() != record.sha256:
+            stale.append(path.name)
+    return stale

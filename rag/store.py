@@ -1,0 +1,252 @@
+"""The index on disk: a FAISS index, a BM25 index and the passages, committed by a manifest.
+
+Layout of an index folder (every name but the manifest carries a generation tag):
+
+    manifest.json               format version, model, chunking, sources with hashes, file checksums
+    passages-<gen>.jsonl        one passage per line, in the order of the vectors
+    vectors-<gen>.faiss         FAISS inner-product index over unit vectors
+    bm25-<gen>/                 bm25s index over the same passages
+    .lock                       held while writing
+
+Writes are atomic: a new generation is written beside the old one and the manifest is replaced
+in one `os.replace`, so a crash at any point leaves the previous manifest and its files intact.
+Files no manifest refers to are removed on the next successful write.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
+from .types import Passage
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+# How long a writer waits for another writer of the same index before giving up.
+LOCK_TIMEOUT_SECONDS = 600
+
+
+@dataclass
+class SourceRecord:
+    """What the manifest remembers of one source, to tell whether it changed."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+    encoding: str
+    passages: int
+
+
+@dataclass
+class IndexData:
+    """An index loaded in memory."""
+
+    manifest: dict
+    passages: list[Passage]
+    faiss_index: object  # faiss.Index
+    bm25: object  # bm25s.BM25
+
+    @property
+    def sources(self) -> dict[str, SourceRecord]:
+        return {path: SourceRecord(**record) for path, record in self.manifest["sources"].items()}
+
+    def vectors(self) -> np.ndarray:
+        """All passage vectors, in passage order (reconstructed from the flat FAISS index)."""
+        n = self.faiss_index.ntotal
+        if n == 0:
+            return np.zeros((0, self.manifest["dimension"]), dtype=np.float32)
+        return self.faiss_index.reconstruct_n(0, n)
+
+
+def lock(index_dir: Path, *, timeout: float = LOCK_TIMEOUT_SECONDS):
+    """A file lock on the index folder; two writers never interleave."""
+    from filelock import FileLock, Timeout
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    file_lock = FileLock(str(index_dir / LOCK), timeout=timeout)
+
+    class _Guard:
+        def __enter__(self):
+            try:
+                file_lock.acquire()
+            except Timeout:
+                raise IndexLockedError(
+                    f"{index_dir} is being written by another process; wait for it to finish"
+                ) from None
+            return self
+
+        def __exit__(self, *exc):
+            file_lock.release()
+
+    return _Guard()
+
+
+def exists(index_dir: Path) -> bool:
+    return (index_dir / MANIFEST).is_file()
+
+
+def read_manifest(index_dir: Path) -> dict:
+    path = index_dir / MANIFEST
+    if not path.is_file():
+        raise IndexNotFoundError(f"no index at {index_dir}; create it with `rag index PATH --index {index_dir}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["files"], manifest["sources"], manifest["model"]  # noqa: B018 - required keys
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise IndexCorruptError(_corrupt(index_dir, f"manifest.json is unreadable ({error})")) from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexStaleError(
+            f"{index_dir} has index format {manifest.get('format_version')!r}, this version reads "
+            f"{FORMAT_VERSION}; rebuild it with `rag index PATH --index {index_dir}`"
+        )
+    return manifest
+
+
+def load(index_dir: Path) -> IndexData:
+    """Open an index, verifying every file against the checksums in its manifest.
+
+    Raises:
+        IndexNotFoundError, IndexCorruptError, IndexStaleError
+    """
+    import bm25s
+    import faiss
+
+    manifest = read_manifest(index_dir)
+    for name, expected in manifest["checksums"].items():
+        path = index_dir / name
+        if not path.exists():
+            raise IndexCorruptError(_corrupt(index_dir, f"{name} is missing"))
+        if _checksum(path) != expected:
+            raise IndexCorruptError(_corrupt(index_dir, f"{name} does not match its checksum"))
+    files = manifest["files"]
+    try:
+        with open(index_dir / files["passages"], encoding="utf-8") as handle:
+            passages = [Passage(**json.loads(line)) for line in handle]
+        faiss_index = faiss.read_index(str(index_dir / files["vectors"]))
+        bm25 = bm25s.BM25.load(str(index_dir / files["bm25"]), load_corpus=False, mmap=False)
+    except Exception as error:  # any failure to parse a verified file is damage we cannot repair
+        raise IndexCorruptError(_corrupt(index_dir, f"cannot read it ({type(error).__name__}: {error})")) from None
+    if faiss_index.ntotal != len(passages):
+        raise IndexCorruptError(_corrupt(index_dir, "the vectors and passages disagree in number"))
+    return IndexData(manifest=manifest, passages=passages, faiss_index=faiss_index, bm25=bm25)
+
+
+def write(
+    index_dir: Path,
+    *,
+    passages: list[Passage],
+    vectors: np.ndarray,
+    passage_terms: list[list[str]],
+    sources: dict[str, SourceRecord],
+    settings: dict,
+    previous: dict | None,
+) -> dict:
+    """Write a new generation and commit it by replacing the manifest. Call while holding `lock`.
+
+    Returns:
+        The manifest that was written.
+    """
+    import bm25s
+    import faiss
+
+    assert len(passages) == len(vectors) == len(passage_terms)
+    generation = (previous or {}).get("generation", 0) + 1
+    tag = f"{generation:06d}-{secrets.token_hex(3)}"
+    files = {
+        "passages": f"passages-{tag}.jsonl",
+        "vectors": f"vectors-{tag}.faiss",
+        "bm25": f"bm25-{tag}",
+    }
+    with open(index_dir / files["passages"], "w", encoding="utf-8") as handle:
+        for passage in passages:
+            handle.write(json.dumps(asdict(passage), ensure_ascii=False) + "\n")
+        _sync(handle)
+    faiss_index = faiss.IndexFlatIP(settings["dimension"])
+    if len(vectors):
+        faiss_index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(faiss_index, str(index_dir / files["vectors"]))
+    bm25 = bm25s.BM25()
+    # bm25s cannot index an empty corpus; an index with no passages keeps an empty-token one.
+    bm25.index(passage_terms or [[]], show_progress=False)
+    bm25.save(str(index_dir / files["bm25"]), show_progress=False)
+
+    checksums = {files["passages"]: _checksum(index_dir / files["passages"]),
+                 files["vectors"]: _checksum(index_dir / files["vectors"])}
+    for path in sorted((index_dir / files["bm25"]).iterdir()):
+        checksums[f"{files['bm25']}/{path.name}"] = _checksum(path)
+    for name in checksums:
+        _fsync_path(index_dir / name)
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        **settings,
+        "index_type": "flat",
+        "generation": generation,
+        "created_at": (previous or {}).get("created_at", now),
+        "updated_at": now,
+        "counts": {"sources": len(sources), "passages": len(passages)},
+        "sources": {path: asdict(record) for path, record in sorted(sources.items())},
+        "files": files,
+        "checksums": checksums,
+    }
+    temporary = index_dir / f"{MANIFEST}.{tag}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1, ensure_ascii=False)
+        _sync(handle)
+    os.replace(temporary, index_dir / MANIFEST)  # the commit point
+    _fsync_path(index_dir)
+    _remove_unreferenced(index_dir, manifest)
+    return manifest
+
+
+def _remove_unreferenced(index_dir: Path, manifest: dict) -> None:
+    """Delete earlier generations and leftovers of interrupted writes."""
+    keep = {MANIFEST, LOCK, *manifest["files"].values()}
+    for path in index_dir.iterdir():
+        if path.name in keep:
+            continue
+        if path.name.startswith(("passages-", "vectors-", "bm25-", f"{MANIFEST}.")):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _corrupt(index_dir: Path, what: str) -> str:
+    return (
+        f"the index at {index_dir} is damaged: {what}; rebuild it with "
+        f"`rag index PATH --index {index_dir}` (your documents are not affected)"
+    )

@@ -1,0 +1,45 @@
+"""Word-level text processing shared by lexical retrieval and answer extraction."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
+
+# Function words carry no evidence of relevance. A short list on purpose: question words that
+# change meaning ("not", numbers) are kept.
+STOPWORDS = frozenset(
+    """a an the and or but if then else of at by for with about against between into through during
+    before after above below to from up down in out on off over under again further once here there
+    all any both each few more most other some such only own same so than too very s t can will just
+    don should now is are was were be been being have has had having do does did doing i me my myself
+    we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself it
+    its itself they them their theirs themselves what which who whom whose this that these those am
+    would could shall may might must also as how when where why whom""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer  # PyStemmer: the Snowball English stemmer, in C
+
+    return Stemmer.Stemmer("english")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens, apostrophes inside words kept ("stalin's")."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def terms(text: str) -> list[str]:
+    """Stemmed content words: the vocabulary of BM25 and of lexical overlap.
+
+    The possessive is dropped and stopwords removed before stemming, so "Stalin's" and
+    "Stalin" match and "signed"/"signing" share the stem "sign".
+    """
+    content = []
+    for word in words(text):
+        word = re.sub(r"['’]s$", "", word)
+        if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
+            content.append(word)
+    return _stemmer().stemWords(content) if content else []

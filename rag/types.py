@@ -1,0 +1,73 @@
+"""The immutable records that flow through the pipeline: documents → passages → hits → answers."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source file decoded to text. Offsets everywhere refer to `text`."""
+
+    source: str  # absolute path of the file
+    text: str  # the decoded contents, newlines untouched (no \r\n translation)
+    sha256: str  # hash of the raw bytes: decides whether the source must be re-embedded
+    size: int  # bytes on disk
+    encoding: str  # the codec `text` was decoded with
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The unit that is embedded and retrieved: one sentence (or a piece of a very long one)."""
+
+    id: str  # hash of source, offsets and text: stable across rebuilds
+    source: str
+    start: int  # document.text[start:end] == text
+    end: int
+    text: str
+    position: int  # index of this passage within its source; neighbours are position ± 1
+    paragraph: int  # index of the paragraph within its source
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage returned by retrieval, with the evidence for its rank."""
+
+    passage: Passage
+    score: float  # fused score (higher is better)
+    dense_score: float  # cosine similarity between question and passage
+    lexical_score: float  # BM25 score (0 when no query term matches)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A verbatim excerpt of a source that supports an answer."""
+
+    text: str
+    source: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `Assistant.ask` returns: the answer text, whether the documents support it, and the evidence."""
+
+    text: str
+    grounded: bool
+    citations: list[Citation] = field(default_factory=list)
+    query: str = ""  # the standalone question that was actually searched
+    confidence: float = 0.0  # the abstention score the decision was taken on (see rag.answering)
+
+    def to_dict(self) -> dict:
+        """The JSON shape used by the CLI (`--json`), the UI's /ask endpoint and the eval reports."""
+        return {
+            "answer": self.text,
+            "grounded": self.grounded,
+            "citations": [c.to_dict() for c in self.citations],
+            "query": self.query,
+            "confidence": round(self.confidence, 4),
+        }
