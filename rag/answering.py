@@ -1,15 +1,16 @@
 """From retrieved sentences to an answer: pick the supporting sentence, read the direct answer
 out of it, cite it verbatim, or abstain when the documents do not hold the answer.
 
-The decision to answer is a logistic model over four signals of the best sentence, fitted on
+The decision to answer is a logistic model over five signals of the best sentence, fitted on
 labelled questions by `eval/calibrate.py` and stored in `rag/calibration.json`:
 
 - dense: cosine similarity between question and sentence;
 - coverage: share of the question's content words (IDF-weighted) that the sentence or its
   immediate neighbours contain;
-- unknown: share of the question's content words (IDF-weighted) that occur nowhere in the
-  documents: "When was the Treaty of Versailles signed?" against a text that never says
-  "Versailles";
+- unknown: names in the question that occur nowhere in the documents ("When was the Treaty of
+  Versailles signed?" against a text that never says "Versailles");
+- unknown_words: share of the question's content words that occur nowhere in the documents
+  ("When did Stalin die?" against a text that never says "die");
 - typed: whether the sentence holds an answer of the kind asked for (a date for "when").
 """
 from __future__ import annotations
@@ -21,7 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .extraction import QuestionShape, Span, find_dates, find_names, find_numbers, question_shape, resolve_date
+from .extraction import (
+    QuestionShape,
+    Span,
+    continues,
+    distance_to_question,
+    find_dates,
+    find_names,
+    find_numbers,
+    question_shape,
+    refers_to_earlier_time,
+    resolve_date,
+    unknown_names,
+)
 from .store import IndexData
 from .text import terms
 from .types import Answer, Citation, Hit, Passage
@@ -29,6 +42,11 @@ from .types import Answer, Citation, Hit, Passage
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 # How many earlier sentences a relative date may look back through for its year.
 YEAR_LOOKBACK = 8
+# How many earlier sentences "on that day" may look back through for the day it means.
+ANAPHORA_LOOKBACK = 3
+# A name or number farther than this many words from every word the sentence shares with the
+# question is not taken as the answer ("the Bulgarian ambassador" is not "Stalin", 20 words on).
+MAX_ANSWER_DISTANCE = 8
 # Retrieved sentences considered as the answer.
 CANDIDATES = 8
 # Further sentences cited beside the answer's must score at least this share of the best one.
@@ -43,7 +61,7 @@ class Calibration:
     """The abstention model: P(answerable) = sigmoid(bias + Σ weight·feature); answer when ≥ threshold."""
 
     weights: dict[str, float] = field(
-        default_factory=lambda: {"dense": 4.0, "coverage": 4.0, "unknown": -6.0, "typed": 1.0}
+        default_factory=lambda: {"dense": 4.0, "coverage": 4.0, "unknown": -3.0, "unknown_words": -2.0, "typed": 1.5}
     )
     bias: float = -4.0
     threshold: float = 0.5
@@ -80,35 +98,41 @@ class Answerer:
         self.calibration = calibration or Calibration.load()
         self._idf = _inverse_document_frequencies(index)
 
-    def answer(self, question: str, hits: list[Hit], *, query: str | None = None) -> Answer:
-        query = query or question
-        shape = question_shape(query)
-        question_terms = list(dict.fromkeys(terms(query)))
-        candidates = [self._candidate(query, shape, question_terms, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
+    def answer(self, question: str, hits: list[Hit], *, min_confidence: float | None = None) -> Answer:
+        """Answer from the hits, or abstain when confidence is under the threshold.
+
+        Args:
+            question: the standalone question (it decides the kind of answer sought).
+            hits: retrieved passages, best first.
+            min_confidence: overrides the calibrated threshold (0 never abstains).
+        """
+        threshold = self.calibration.threshold if min_confidence is None else min_confidence
+        candidates = self._candidates(question, hits)
         if not candidates:
-            return Answer(text=ABSTAIN_TEXT, grounded=False, query=query)
+            return Answer(text=ABSTAIN_TEXT, grounded=False, query=question)
         best = max(candidates, key=lambda c: c.rank_score)
         confidence = self.calibration.probability(best.features)
-        if confidence < self.calibration.threshold:
-            return Answer(text=ABSTAIN_TEXT, grounded=False, query=query, confidence=confidence)
+        if confidence < threshold:
+            return Answer(text=ABSTAIN_TEXT, grounded=False, query=question, confidence=confidence)
         return Answer(
             text=_compose(best),
             grounded=True,
             citations=self._citations(best, candidates),
-            query=query,
+            query=question,
             confidence=confidence,
         )
 
     def features(self, question: str, hits: list[Hit]) -> dict[str, float] | None:
         """The best candidate's features: what calibration is fitted on."""
-        shape = question_shape(question)
-        question_terms = list(dict.fromkeys(terms(question)))
-        candidates = [self._candidate(question, shape, question_terms, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda c: c.rank_score).features
+        candidates = self._candidates(question, hits)
+        return max(candidates, key=lambda c: c.rank_score).features if candidates else None
 
     # -- scoring -----------------------------------------------------------------------------
+
+    def _candidates(self, question: str, hits: list[Hit]) -> list[Candidate]:
+        shape = question_shape(question)
+        question_terms = list(dict.fromkeys(terms(question)))
+        return [self._candidate(question, shape, question_terms, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
 
     def _candidate(self, question: str, shape: QuestionShape, question_terms: list[str], hit: Hit, rank: int) -> Candidate:
         passage = hit.passage
@@ -116,17 +140,20 @@ class Answerer:
         neighbour_terms = set()
         for neighbour in self._neighbours(passage, before=1, after=1):
             neighbour_terms.update(terms(neighbour.text))
-        weights = [self._idf.get(t, self._idf_unseen) for t in question_terms]
+        # A word the documents never use weighs like a typical word: "invade" against a text that
+        # says "invasion" should not sink the answer. Unknown *names* are counted apart.
+        weights = [self._idf.get(t, self._idf_median) for t in question_terms]
         total = sum(weights) or 1.0
         in_sentence = sum(w for t, w in zip(question_terms, weights) if t in sentence_terms)
         in_context = sum(w for t, w in zip(question_terms, weights) if t not in sentence_terms and t in neighbour_terms)
-        unknown = sum(w for t, w in zip(question_terms, weights) if t not in self._idf)
         span, context = self._extract(question, shape, passage)
         typed = 1.0 if (shape.answer_type == "other" or span is not None) else 0.0
+        unknown_words = sum(w for t, w in zip(question_terms, weights) if t not in self._idf)
         features = {
             "dense": hit.dense_score,
             "coverage": (in_sentence + 0.5 * in_context) / total,
-            "unknown": unknown / total,
+            "unknown": min(1.0, 0.5 * len(unknown_names(question, self._idf))),
+            "unknown_words": unknown_words / total,
             "typed": typed,
         }
         # Order: agreement of the retrievers (rank), how much of the question the sentence
@@ -137,19 +164,33 @@ class Answerer:
     def _extract(self, question: str, shape: QuestionShape, passage: Passage) -> tuple[Span | None, tuple[Passage, ...]]:
         sentence = passage.text
         if shape.answer_type == "date":
-            dates = find_dates(sentence)
-            if not dates:
-                return None, ()
             earlier = self._neighbours(passage, before=YEAR_LOOKBACK, after=0)
-            span = resolve_date(dates[0], [p.text for p in earlier])
-            return span, (() if span.context is None else (earlier[span.context],))
+            dates = find_dates(sentence)
+            if dates:
+                span = resolve_date(dates[0], [p.text for p in earlier])
+                return span, (() if span.context is None else (earlier[span.context],))
+            if refers_to_earlier_time(sentence):
+                # "On that day, Hitler tore up the pact": the day is named just before.
+                for back, previous in enumerate(reversed(earlier[-ANAPHORA_LOOKBACK:])):
+                    previous_dates = find_dates(previous.text)
+                    if previous_dates:
+                        before_previous = [p.text for p in earlier[: len(earlier) - back - 1]]
+                        span = resolve_date(previous_dates[-1], before_previous)
+                        return span, (previous,)
+            return None, ()
         if shape.answer_type == "number":
-            numbers = find_numbers(sentence, shape.focus)
-            return (numbers[0] if numbers else None), ()
-        if shape.answer_type in ("person", "place"):
-            names = find_names(sentence, question, places=shape.answer_type == "place")
-            return (names[0] if names else None), ()
-        return None, ()
+            spans = find_numbers(sentence, shape.focus)
+        elif shape.answer_type in ("person", "place"):
+            spans = find_names(sentence, question, places=shape.answer_type == "place")
+        else:
+            # What, why, how: the sentence is the answer; a following sentence that continues
+            # it ("He was convinced that…") is part of the answer too.
+            following = self._neighbours(passage, before=0, after=1)
+            if following and following[0].paragraph == passage.paragraph and continues(following[0].text):
+                return None, (following[0],)
+            return None, ()
+        close = [s for s in spans if distance_to_question(sentence, s, question) <= MAX_ANSWER_DISTANCE]
+        return (close[0] if close else None), ()
 
     def _neighbours(self, passage: Passage, *, before: int, after: int) -> list[Passage]:
         """Passages of the same source around `passage`, in document order (itself excluded)."""
@@ -176,9 +217,10 @@ class Answerer:
         return self._offsets
 
     @property
-    def _idf_unseen(self) -> float:
-        n = max(1, len(self.index.passages))
-        return math.log(1 + (n + 0.5) / 0.5)
+    def _idf_median(self) -> float:
+        if not hasattr(self, "_median"):
+            self._median = float(np.median(list(self._idf.values()))) if self._idf else 1.0
+        return self._median
 
     # -- the answer --------------------------------------------------------------------------
 
@@ -200,12 +242,14 @@ class Answerer:
 
 
 def _compose(best: Candidate) -> str:
+    """The direct answer first, then the supporting statement, quoted."""
     sentence = best.hit.passage.text
     if best.span is None:
-        return f"“{sentence}”"
+        quoted = " ".join([sentence] + [p.text for p in best.context])
+        return f"“{quoted}”"
     statement = f"{best.span.text}. “{sentence}”"
     if best.context:
-        statement += f" (the year comes from the earlier sentence “{best.context[0].text}”)"
+        statement += f" (the date is read with the earlier sentence “{best.context[0].text}”)"
     return statement
 
 

@@ -5,7 +5,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from . import store
 from .answering import Answerer
@@ -18,6 +18,9 @@ from .splitting import split_document
 from .store import SourceRecord
 from .text import terms
 from .types import Answer, Document, Hit, Passage
+
+if TYPE_CHECKING:
+    from .conversation import Conversation
 
 # Longer questions are refused: no real question is this long, and embedding cost grows with it.
 MAX_QUESTION_CHARS = 2000
@@ -133,22 +136,36 @@ class Assistant:
 
     # -- questions ---------------------------------------------------------------------------
 
-    def ask(self, question: str, *, mode: Mode = "hybrid") -> Answer:
+    def ask(self, question: str, *, mode: Mode = "hybrid", min_confidence: float | None = None) -> Answer:
         """Answer one question from the documents, or say that they don't answer it.
 
         Args:
             question: the question, in plain text.
             mode: retrieval mode; "hybrid" (default), or "dense"/"bm25" for baselines.
+            min_confidence: answer only above this confidence (default: the calibrated
+                threshold); 0 never abstains, which evaluation uses to trace the coverage curve.
 
         Raises:
             QuestionError: the question is empty, too long, or not text.
         """
         question = clean_question(question)
-        hits = self.search(question, mode=mode)
+        return self.ask_standalone(question, mode=mode, min_confidence=min_confidence)
+
+    def ask_standalone(
+        self, question: str, *, search: str | None = None, mode: Mode = "hybrid", min_confidence: float | None = None
+    ) -> Answer:
+        """Answer `question`, retrieving with `search` (a conversation adds the last turn's words)."""
+        hits = self.search(search or question, mode=mode)
         started = time.perf_counter()
-        answer = self._answerer.answer(question, hits)
+        answer = self._answerer.answer(question, hits, min_confidence=min_confidence)
         self.timings["answer"] = time.perf_counter() - started
         return answer
+
+    def chat(self) -> "Conversation":
+        """Start a conversation: follow-up questions are understood from the previous turns."""
+        from .conversation import Conversation
+
+        return Conversation(self)
 
     def search(self, question: str, *, k: int = RETRIEVE_K, mode: Mode = "hybrid") -> list[Hit]:
         """The `k` passages most relevant to `question`, best first."""

@@ -86,11 +86,12 @@ def question_shape(question: str) -> QuestionShape:
         return QuestionShape("number", focus[0] if focus else "")
     if re.search(r"\bhow\s+(?:many|much|large|big|long|old)\b|\bwhat\s+(?:number|percentage|amount|size)\b", q):
         return QuestionShape("number", "")
-    if re.search(r"^(?:when|since when|until when)\b|\b(?:what|which|in what|in which)\s+(?:year|date|day|month|time|century|decade)\b|\bwhen\b", q):
+    # "when" counts only where it asks ("When did…", "…and when?"), not in a clause ("…fear when Beria came").
+    if re.search(r"^(?:and\s+|but\s+|so\s+)?(?:since\s+|until\s+)?when\b|\bwhen\s*\?$|\b(?:what|which)\s+(?:year|date|day|month|time|century|decade)\b", q):
         return QuestionShape("date", "")
-    if re.search(r"^(?:who|whom|whose)\b|\b(?:who|whom)\b|\b(?:which|what)\s+(?:person|man|woman|leader|general|officer|diplomat|ambassador|king|president|minister|author|scientist|name)\b|\bwhat\s+was\s+(?:his|her|the)\s+name\b", q):
+    if re.search(r"^(?:and\s+)?(?:who|whom|whose)\b|\b(?:which|what)\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|commander|officer|diplomat|ambassador|king|queen|president|minister|author|writer|scientist|editor|spy|agent|henchman)\b|\bwhat\s+(?:was|is)\s+(?:his|her|the)\s+(?:\w+\s+)?name\b|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|diplomat|ambassador|henchman|editor|agent)\b", q):
         return QuestionShape("person", "")
-    if re.search(r"^where\b|\bwhere\b|\b(?:what|which)\s+(?:country|countries|city|cities|town|place|region|territory|territories|state|continent|location)\b", q):
+    if re.search(r"^(?:and\s+)?where\b|\b(?:what|which)\s+(?:\w+\s+)?(?:country|countries|city|cities|town|place|region|regions|territory|territories|state|continent|location)\b", q):
         return QuestionShape("place", "")
     return QuestionShape("other", "")
 
@@ -169,45 +170,60 @@ def _is_year_or_day(sentence: str, match: re.Match) -> bool:
 
 
 def find_names(sentence: str, question: str, *, places: bool = False) -> list[Span]:
-    """Capitalised names in the sentence that the question does not already contain.
+    """Capitalised names in the sentence that the question does not already contain, best first.
 
-    Names right after a preposition of place ("in Brest") are preferred for places, names that
-    follow "by", "named" or a comma for people. Names after "the" ("the Soviet Union") are kept
-    for places only: a person is rarely "the X".
+    Names close to the words the sentence shares with the question come first ("the German
+    ambassador to the Soviet Union, Schulenburg": Schulenburg, for "Who was the German
+    ambassador?"). Names right after a preposition of place ("in Brest") are preferred for
+    places; names after "the" ("the Soviet Union") are dropped for people, who are rarely "the X".
     """
     question_terms = set(terms(question))
+    anchors = [m.start() for m in _WORD_SPAN.finditer(sentence) if set(terms(m.group(0))) & question_terms]
     spans = []
     for match in _NAME.finditer(sentence):
-        text = match.group(0)
-        words = text.split()
+        words = match.group(0).split()
+        start = match.start()
         # Drop a sentence-initial word that is capitalised only because it starts the sentence.
-        at_start = not sentence[: match.start()].strip(" \"'“‘(*")
-        if at_start and (words[0].lower() in STOPWORDS or words[0].endswith((",", "ly")) or _is_common_opener(sentence, match)):
+        at_start = not sentence[:start].strip(" \"'“‘(*")
+        if at_start and (words[0].lower() in STOPWORDS or _is_common_opener(words[0])):
+            start += len(words[0]) + len(match.group(0)[len(words[0]):]) - len(match.group(0)[len(words[0]):].lstrip())
             words = words[1:]
             if not words:
                 continue
-            text = " ".join(words)
-        text = text.rstrip("'’").removesuffix("'s").removesuffix("’s")
-        if text in _NOT_NAMES or not set(terms(text)) - question_terms:
+        text = " ".join(words).rstrip("'’")
+        text = re.sub(r"['’]s$", "", text)
+        before = sentence[:start].rstrip().lower()
+        preferred = places and bool(re.search(r"\b(?:in|at|through|near|into)$", before))
+        # A place may be named in the question too: the Brest treaty was signed "in Brest".
+        if text in _NOT_NAMES or (not set(terms(text)) - question_terms and not preferred):
             continue
-        before = sentence[: match.start()].rstrip().lower()
-        after_the = before.endswith((" the", " a", " an")) or before in ("the", "a", "an")
-        if after_the and not places:
+        if not places and (before.endswith((" the", " a", " an")) or before in ("the", "a", "an")):
             continue
-        start = match.end() - len(match.group(0)) + len(match.group(0)) - len(match.group(0).lstrip())
-        preference = 0
-        if places and re.search(r"\b(?:in|at|to|through|from|near|into|of)$", before):
-            preference = -1
-        if not places and re.search(r"(?:\bby|\bnamed|\bcalled|,)$", before):
-            preference = -1
-        spans.append((preference, match.start(), Span(text=text, start=match.start(), end=match.end())))
-        del start
+        distance = min((_words_between(sentence, start, match.end(), a) for a in anchors), default=99)
+        spans.append((distance - (3 if preferred else 0), start, Span(text=text, start=start, end=match.end())))
     return [span for _, _, span in sorted(spans, key=lambda item: (item[0], item[1]))]
 
 
-def _is_common_opener(sentence: str, match: re.Match) -> bool:
-    """A capitalised first word followed by a lower-case word that makes it a verb or adverb."""
-    first = match.group(0).split()[0]
+def distance_to_question(sentence: str, span: Span, question: str) -> int:
+    """Words between the span and the nearest word the sentence shares with the question."""
+    question_terms = set(terms(question))
+    anchors = [m.start() for m in _WORD_SPAN.finditer(sentence) if set(terms(m.group(0))) & question_terms]
+    return min((_words_between(sentence, span.start, span.end, a) for a in anchors), default=99)
+
+
+_WORD_SPAN = re.compile(r"\w+")
+
+
+def _words_between(sentence: str, start: int, end: int, anchor: int) -> int:
+    if start <= anchor < end:
+        return 0
+    gap = sentence[end:anchor] if anchor >= end else sentence[anchor:start]
+    return len(_WORD_SPAN.findall(gap))
+
+
+def _is_common_opener(first: str) -> bool:
+    """A capitalised first word of a sentence that is an ordinary word, not a name."""
+    first = first.rstrip(",")
     return first.lower().endswith(("ed", "ing", "ly")) or first.lower() in {
         "however", "despite", "even", "although", "though", "because", "after", "before", "while",
         "during", "faced", "eventually", "later", "shortly", "uneasy", "according", "in", "on", "at",
@@ -215,3 +231,38 @@ def _is_common_opener(sentence: str, match: re.Match) -> bool:
         "their", "our", "my", "a", "an", "the", "when", "what", "where", "why", "how", "if", "as",
         "then", "thus", "so", "but", "and", "or", "yes", "no", "write", "let", "then",
     }
+
+
+_EARLIER_TIME = re.compile(
+    r"\b(?:that|the same|this)\s+(?:very\s+)?(?:day|date|year|month|morning|evening|night|time|moment)\b", re.IGNORECASE
+)
+_CONTINUATION = re.compile(r"^[\"“'‘]?(?:He|She|It|They|This|That|These|Those|His|Her|Its|Their|Because|So|Therefore|Thus)\b")
+
+
+def refers_to_earlier_time(sentence: str) -> bool:
+    """The sentence dates itself by reference: "On that day", "the same year"."""
+    return bool(_EARLIER_TIME.search(sentence))
+
+
+def continues(sentence: str) -> bool:
+    """The sentence continues the one before it: it opens with a pronoun or a "so"/"because"."""
+    return bool(_CONTINUATION.match(sentence))
+
+
+def unknown_names(question: str, vocabulary) -> list[str]:
+    """Names in the question (capitalised past its first word, or all capitals) the documents never use.
+
+    "When was the Treaty of Versailles signed?" against a text that never says Versailles: the
+    documents cannot be about that.
+    """
+    missing = []
+    for position, match in enumerate(re.finditer(r"\b[A-Z][\w'’\-]*", question)):
+        word = match.group(0)
+        if position == 0 and match.start() == 0 and not word.isupper():
+            continue
+        if word in _NOT_NAMES or word.lower() in STOPWORDS:
+            continue
+        stems = terms(word)
+        if stems and not any(stem in vocabulary for stem in stems):
+            missing.append(word)
+    return missing

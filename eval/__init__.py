@@ -1,0 +1,1 @@
+"""Evaluation and benchmarks of the assistant (`rag eval`, `rag bench`)."""

@@ -1,0 +1,306 @@
+"""`rag eval`: run a question set against an index and report how well the answers are grounded.
+
+Writes report.md, report.json and PNG plots. Every number in the report is computed here from
+the answers the public API returned, so anyone can re-score report.json independently.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag import Answer, Assistant
+from rag.errors import RagError
+
+from .questions import DEFAULT_QUESTIONS, Question, load_questions
+
+
+@dataclass
+class Outcome:
+    """One question asked and scored."""
+
+    id: str
+    question: str
+    answerable: bool
+    answer: Answer
+    seconds: float
+    correct: bool  # answerable: grounded and every expect regex matches; unanswerable: abstained
+    evidence_cited: bool | None  # answerable only
+    faithful: list[bool] = field(default_factory=list)  # one per citation
+    conversation: str | None = None
+    turn: int = 0
+    would_be: Answer | None = None  # the answer given with abstention off (for the coverage curve)
+    would_be_correct: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "question": self.question,
+            "answerable": self.answerable,
+            "conversation": self.conversation,
+            "turn": self.turn,
+            **self.answer.to_dict(),
+            "seconds": round(self.seconds, 4),
+            "correct": self.correct,
+            "evidence_cited": self.evidence_cited,
+            "citations_faithful": self.faithful,
+        }
+
+
+def run_eval(*, questions: Path | None, index: Path | None, out: Path, floors: Path | None = None) -> int:
+    """Run the question set, write the report, and check floors if given. Returns the exit code."""
+    question_set = load_questions(questions or DEFAULT_QUESTIONS)
+    if not question_set.questions and not question_set.conversations:
+        raise RagError(f"{questions}: the question set is empty")
+    assistant, build = _assistant(index)
+    sources = _SourceCache()
+    outcomes = [_ask(assistant, q, sources) for q in question_set.questions]
+    for conversation in question_set.conversations:
+        chat = assistant.chat()
+        for turn, q in enumerate(conversation.turns):
+            outcomes.append(_ask(chat, q, sources, conversation=conversation.id, turn=turn))
+    report = _report(outcomes, build, assistant, questions or DEFAULT_QUESTIONS)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
+    _plots(outcomes, out)
+    print(_summary_table(report))
+    print(f"\nreport: {out / 'report.md'} ({len(report['failures'])} failures listed)")
+    if floors:
+        return _check_floors(report["metrics"], json.loads(floors.read_text(encoding="utf-8")))
+    return 0
+
+
+def _assistant(index: Path | None) -> tuple[Assistant, dict]:
+    """The index to evaluate, and how long building (or opening) it took."""
+    started = time.perf_counter()
+    if index is not None:
+        assistant = Assistant.open(index)
+        return assistant, {"kind": "opened existing index", "seconds": time.perf_counter() - started}
+    # Build the bundled sample afresh so the build time is a real one (model load excluded).
+    from rag.embedding import Embedder
+    from rag.settings import SAMPLE_DOCUMENT
+
+    Embedder().encode(["warm up"])
+    folder = Path(tempfile.mkdtemp(prefix="rag-eval-"))
+    started = time.perf_counter()
+    assistant = Assistant.build([SAMPLE_DOCUMENT], index_dir=folder / "index")
+    return assistant, {"kind": "built from scratch (model loaded beforehand)", "seconds": time.perf_counter() - started}
+
+
+class _SourceCache:
+    """Source texts read straight from disk, to check citations independently of the index."""
+
+    def __init__(self):
+        self._texts: dict[str, str] = {}
+
+    def text(self, source: str) -> str | None:
+        if source not in self._texts:
+            try:
+                raw = Path(source).read_bytes()
+            except OSError:
+                return None
+            try:
+                self._texts[source] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                from charset_normalizer import from_bytes
+
+                best = from_bytes(raw).best()
+                self._texts[source] = str(best) if best else ""
+        return self._texts[source]
+
+    def verbatim(self, citation) -> bool:
+        text = self.text(citation.source)
+        return text is not None and text[citation.start : citation.end] == citation.text
+
+
+def _ask(asker, q: Question, sources: _SourceCache, *, conversation: str | None = None, turn: int = 0) -> Outcome:
+    started = time.perf_counter()
+    answer = asker.ask(q.question)
+    seconds = time.perf_counter() - started
+    if q.answerable:
+        correct = answer.grounded and q.matches(answer.text)
+        evidence = any(q.evidence in c.text for c in answer.citations) if q.evidence else None
+    else:
+        correct = not answer.grounded
+        evidence = None
+    outcome = Outcome(
+        id=q.id, question=q.question, answerable=q.answerable, answer=answer, seconds=seconds,
+        correct=correct, evidence_cited=evidence, faithful=[sources.verbatim(c) for c in answer.citations],
+        conversation=conversation, turn=turn,
+    )
+    if conversation is None:
+        # What would have been answered with abstention off: the coverage/precision curve.
+        would_be = answer if answer.grounded else _ask_without_abstention(asker, q.question)
+        outcome.would_be = would_be
+        outcome.would_be_correct = q.answerable and q.matches(would_be.text)
+    return outcome
+
+
+def _ask_without_abstention(asker, question: str) -> Answer:
+    return asker.ask(question, min_confidence=0.0)
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, questions: Path) -> dict:
+    singles = [o for o in outcomes if o.conversation is None]
+    answerable = [o for o in singles if o.answerable]
+    unanswerable = [o for o in singles if not o.answerable]
+    abstained = [o for o in singles if not o.answer.grounded]
+    followups = [o for o in outcomes if o.conversation is not None and o.turn > 0]
+    first_turns = [o for o in outcomes if o.conversation is not None and o.turn == 0]
+    citations = [f for o in outcomes for f in o.faithful]
+    latencies = sorted(o.seconds * 1000 for o in outcomes)
+    metrics = {
+        "answer_accuracy": _ratio(sum(o.correct for o in answerable), len(answerable)),
+        "evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in answerable if o.evidence_cited is not None),
+                                  sum(o.evidence_cited is not None for o in answerable)),
+        "citation_faithfulness": _ratio(sum(citations), len(citations)),
+        "abstention_precision": _ratio(sum(not o.answerable for o in abstained), len(abstained)),
+        "abstention_recall": _ratio(sum(not o.answer.grounded for o in unanswerable), len(unanswerable)),
+        "followup_accuracy": _ratio(sum(o.correct for o in followups), len(followups)),
+        "followup_evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in followups if o.evidence_cited is not None),
+                                           sum(o.evidence_cited is not None for o in followups)),
+        "first_turn_accuracy": _ratio(sum(o.correct for o in first_turns), len(first_turns)),
+        "latency_ms_p50": round(statistics.median(latencies), 2) if latencies else None,
+        "latency_ms_p95": round(_percentile(latencies, 95), 2) if latencies else None,
+        "index_build_seconds": round(build["seconds"], 3),
+    }
+    return {
+        "questions_file": str(questions),
+        "index": str(assistant.index_dir),
+        "index_build": build["kind"],
+        "counts": {
+            "questions": len(singles), "answerable": len(answerable), "unanswerable": len(unanswerable),
+            "conversations": len({o.conversation for o in outcomes if o.conversation}),
+            "followups": len(followups), "citations": len(citations),
+        },
+        "definitions": {
+            "answer_accuracy": "answerable single questions that are grounded and match every expect regex (case-insensitive)",
+            "evidence_recall": "answerable single questions whose evidence string is inside one cited excerpt",
+            "citation_faithfulness": "citations (all questions and turns) whose text equals the source file's text at [start:end]",
+            "abstention_precision": "abstained single questions that are unanswerable / all abstained single questions",
+            "abstention_recall": "unanswerable single questions that were abstained / all unanswerable",
+            "followup_accuracy": "conversation turns after the first that are grounded and match every expect regex",
+        },
+        "metrics": metrics,
+        "coverage_curve": _coverage_curve(singles),
+        "failures": [_failure(o) for o in outcomes if not o.correct or o.evidence_cited is False or not all(o.faithful)],
+        "results": [o.to_dict() for o in outcomes],
+    }
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def _coverage_curve(singles: list[Outcome]) -> list[dict]:
+    """Answered precision against coverage as the abstention threshold moves."""
+    points = []
+    thresholds = sorted({round(o.would_be.confidence, 4) for o in singles if o.would_be} | {0.0, 1.01})
+    for threshold in thresholds:
+        answered = [o for o in singles if o.would_be and o.would_be.confidence >= threshold]
+        points.append({
+            "threshold": threshold,
+            "coverage": _ratio(len(answered), len(singles)),
+            "answered_precision": _ratio(sum(o.would_be_correct for o in answered), len(answered)),
+        })
+    return points
+
+
+def _failure(o: Outcome) -> dict:
+    reasons = []
+    if not o.correct:
+        reasons.append("answered an unanswerable question" if not o.answerable
+                       else ("abstained" if not o.answer.grounded else "answer does not match expect"))
+    if o.evidence_cited is False:
+        reasons.append("evidence not cited")
+    if not all(o.faithful):
+        reasons.append("citation not verbatim")
+    return {
+        "id": o.id, "question": o.question, "why": "; ".join(reasons), "answer": o.answer.text,
+        "grounded": o.answer.grounded, "query": o.answer.query, "confidence": round(o.answer.confidence, 4),
+        "citations": [c.to_dict() for c in o.answer.citations],
+    }
+
+
+def _summary_table(report: dict) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    for name, value in report["metrics"].items():
+        lines.append(f"| {name} | {value if value is not None else 'n/a'} |")
+    return "\n".join(lines)
+
+
+def _markdown(report: dict) -> str:
+    counts = report["counts"]
+    parts = [
+        "# Evaluation report",
+        "",
+        f"Questions: `{report['questions_file']}` ({counts['questions']} single, {counts['answerable']} answerable, "
+        f"{counts['unanswerable']} unanswerable; {counts['conversations']} conversations with {counts['followups']} follow-ups). "
+        f"Index: `{report['index']}` ({report['index_build']}).",
+        "",
+        _summary_table(report),
+        "",
+        "Definitions:",
+        *[f"- **{k}**: {v}" for k, v in report["definitions"].items()],
+        "",
+        "![answered precision against coverage](coverage.png)",
+        "",
+        f"## Failures ({len(report['failures'])})",
+    ]
+    for failure in report["failures"]:
+        parts += ["", f"### {failure['id']}: {failure['question']}", f"- why: {failure['why']}"]
+        if failure["query"] != failure["question"]:
+            parts.append(f"- searched as: {failure['query']}")
+        parts.append(f"- answered (grounded={failure['grounded']}, confidence={failure['confidence']}): {failure['answer']}")
+        for number, c in enumerate(failure["citations"], 1):
+            parts.append(f"  - [{number}] {Path(c['source']).name} {c['start']}–{c['end']}: “{c['text']}”")
+    return "\n".join(parts) + "\n"
+
+
+def _plots(outcomes: list[Outcome], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = _coverage_curve([o for o in outcomes if o.conversation is None])
+    points = [(p["coverage"], p["answered_precision"]) for p in curve if p["answered_precision"] is not None]
+    figure, axes = plt.subplots(figsize=(5, 4))
+    axes.plot([c for c, _ in points], [p for _, p in points], marker=".")
+    axes.set_xlabel("coverage (share of questions answered)")
+    axes.set_ylabel("answered precision")
+    axes.set_title("Abstention threshold sweep")
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "coverage.png", dpi=100)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(5, 3))
+    axes.hist([o.seconds * 1000 for o in outcomes], bins=20)
+    axes.set_xlabel("latency per question (ms)")
+    axes.set_ylabel("questions")
+    figure.tight_layout()
+    figure.savefig(out / "latency.png", dpi=100)
+    plt.close(figure)
+
+
+def _check_floors(metrics: dict, floors: dict) -> int:
+    below = [f"{name} {metrics.get(name)} < floor {floor}" for name, floor in floors.items()
+             if metrics.get(name) is None or metrics[name] < floor]
+    for line in below:
+        print(f"rag eval: below floor: {line}", file=sys.stderr)
+    return 1 if below else 0

@@ -1,0 +1,144 @@
+"""Conversations: follow-up questions rewritten into standalone ones using the previous turns.
+
+No language model: a follow-up is recognised by its pronouns, its connective ("And how many
+aircraft?", "What about Belarus?") or its brevity, and rewritten from the last turn's question
+and answer:
+
+- he/him/his/she/her → the person the last answer named (or the last question named);
+- "And how many aircraft?" → the last question's frame with the new focus
+  ("How many aircraft did the Germans attack with?");
+- other references (it, they, this treaty) → the new question, searched together with the
+  last standalone question, so retrieval sees what "it" was about.
+
+A question that names its own subject and has no such reference is searched as it is.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .extraction import find_names, question_shape
+from .types import Answer
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+
+_PERSON_PRONOUNS = re.compile(r"\b(he|him|his|she|her|hers|himself|herself)\b", re.IGNORECASE)
+_OTHER_REFERENCES = re.compile(
+    r"\b(it|its|they|them|their|there|then|this|that|these|those|the same)\b(?!\s+(?:is|was)\s+(?:why|how|what|when))",
+    re.IGNORECASE,
+)
+_CONNECTIVE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about|and how about)\b[\s,]*", re.IGNORECASE)
+_WH = re.compile(r"^\s*(?:who|whom|whose|what|which|when|where|why|how|did|does|do|is|was|were|are|can|could|would)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str  # as the user asked it
+    query: str  # the standalone question that was searched
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """How a question is understood in its conversation."""
+
+    question: str  # the standalone question: shown to the user and used to read the answer
+    search: str  # what retrieval is given (may add the previous question's words)
+
+
+def rewrite(question: str, history: list[Turn]) -> Rewrite:
+    """Turn a follow-up into a standalone question using the last turn.
+
+    >>> from rag.types import Answer
+    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", Answer("Schulenburg. “…”", True))
+    >>> rewrite("What happened to him later?", [last]).question
+    'What happened to Schulenburg later?'
+    """
+    if not history:
+        return Rewrite(question, question)
+    last = history[-1]
+    connective = _CONNECTIVE.match(question)
+    person_reference = _PERSON_PRONOUNS.search(question)
+    other_reference = _OTHER_REFERENCES.search(question)
+    short = len(re.findall(r"\w+", question)) <= 3
+    if not (connective or person_reference or other_reference or short):
+        return Rewrite(question, question)
+
+    standalone = question
+    if connective:
+        rest = question[connective.end():].strip()
+        standalone = _reframe(rest, last.query) if rest else last.query
+    if person_reference:
+        person = _last_person(last)
+        if person:
+            standalone = _replace_person(standalone, person)
+    if standalone != question and not other_reference and not _PERSON_PRONOUNS.search(standalone):
+        return Rewrite(standalone, standalone)
+    # The reference is not resolved to words: search with the last question beside this one.
+    return Rewrite(standalone, f"{standalone} {last.query}")
+
+
+def _reframe(rest: str, previous: str) -> str:
+    """Give an elliptical follow-up the frame of the previous question.
+
+    "how many aircraft?" after "How many tanks did the Germans attack with?" becomes
+    "How many aircraft did the Germans attack with?"; "Belarus?" after "Which territories would
+    Stalin give up?" becomes "Which territories would Stalin give up? Belarus".
+    """
+    previous_shape = question_shape(previous)
+    match = re.match(r"(?i)how\s+(?:many|much)\s+(\w+)", rest)
+    old = re.search(r"(?i)\bhow\s+(?:many|much)\s+(\w+)", previous)
+    if match and old and previous_shape.answer_type == "number":
+        return previous[: old.start(1)] + match.group(1) + previous[old.end(1):]
+    if _WH.match(rest):
+        return rest[0].upper() + rest[1:]
+    return f"{previous.rstrip()} {rest}"
+
+
+def _last_person(turn: Turn) -> str | None:
+    """The person the last turn was about: named in its answer if it asked who, else in its question."""
+    if question_shape(turn.query).answer_type == "person" and turn.answer.grounded:
+        direct = turn.answer.text.split("“")[0].strip().rstrip(".")
+        if direct:
+            return direct
+    names = find_names(turn.query, "")
+    return names[0].text if names else None
+
+
+def _replace_person(question: str, person: str) -> str:
+    def substitute(match: re.Match) -> str:
+        word = match.group(0).lower()
+        return f"{person}'s" if word in ("his", "hers") else person
+
+    # "her" is ambiguous (object or possessive); reading it as the person works for both searches.
+    return _PERSON_PRONOUNS.sub(substitute, question)
+
+
+@dataclass
+class Conversation:
+    """A sequence of questions where each may refer to the turns before it.
+
+    >>> conversation = Assistant.default().chat()           # doctest: +SKIP
+    >>> conversation.ask("Who was the German ambassador?")   # doctest: +SKIP
+    >>> conversation.ask("What happened to him later?").query  # doctest: +SKIP
+    'What happened to Schulenburg later?'
+    """
+
+    assistant: "Assistant"
+    history: list[Turn] = field(default_factory=list)
+
+    def ask(self, question: str, *, min_confidence: float | None = None) -> Answer:
+        from .assistant import clean_question
+
+        question = clean_question(question)
+        understood = rewrite(question, self.history)
+        answer = self.assistant.ask_standalone(understood.question, search=understood.search, min_confidence=min_confidence)
+        if min_confidence is None:
+            self.history.append(Turn(question=question, query=understood.question, answer=answer))
+        return answer
+
+    def reset(self) -> None:
+        """Forget the previous turns: the next question starts a new conversation."""
+        self.history.clear()
