@@ -83,7 +83,8 @@ class Row:
         return self.ours / self.baseline if self.baseline else float("nan")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio}
+        ratio = self.ratio
+        return {**asdict(self), "ratio": None if ratio != ratio else ratio}  # NaN is not JSON
 
 
 @dataclass
@@ -101,6 +102,9 @@ class Corpus:
 
 def run_bench(*, out: Path, passages: int) -> int:
     """Measure, print the table, write JSON to `out`. Returns the exit code (1 if a check failed)."""
+    if passages < 1:
+        print("rag bench: error: --passages must be at least 1", file=sys.stderr)
+        return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     cpu_before = _cpu_seconds()
@@ -474,7 +478,10 @@ def print_report(results: dict) -> None:
           f"sentences with random numbers), written with rag.store.write in a fresh subprocess\n")
     table = [("what", "ours", "baseline", "ratio")]
     for row in results["rows"]:
-        ratio = f"{row['ratio']:.0%}" if row["share"] else f"{row['ratio']:.2f}x"
+        if row["ratio"] is None:
+            ratio = "n/a"
+        else:
+            ratio = f"{row['ratio']:.0%}" if row["share"] else f"{row['ratio']:.2f}x"
         table.append((row["what"], _format(row["ours"], row["unit"]), _format(row["baseline"], row["unit"]), ratio))
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     for number, line in enumerate(table):

@@ -1,16 +1,21 @@
 """Fit the abstention model on labelled questions and write rag/calibration.json.
 
-    python -m eval.calibrate [--squad FILE] [--articles N] [--per-article N]
+    python -m eval.calibrate [--squad-v2 FILE] [--squad-v1 FILE] [--articles N] [--per-article N]
 
-Labelled data: the project's own question set (answerable questions whose would-be answer
-matches `expect` are positives; unanswerable ones are negatives) and SQuAD v2.0 articles
-(a question is positive when the gold answer is inside a would-be citation, negative when it is
-unanswerable or retrieval missed). "Would-be" means asked with abstention off.
+Labelled data, each question asked with abstention off ("would-be" answers):
+- the project's own question set: answerable questions whose would-be answer matches `expect`
+  are positives; unanswerable ones, and answerable ones answered wrongly, are negatives;
+- SQuAD v2.0 articles: positive when the gold answer is inside a would-be citation, negative
+  when the question is unanswerable or retrieval missed;
+- SQuAD v1.1 articles (all answerable), labelled the same way: they tell how often abstention
+  would withhold an answer that the citations hold.
 
 The model is a logistic regression over the answerer's features (see rag.answering), fitted by
-Newton's method with a small L2 penalty. The threshold maximises the balanced accuracy of the
-answer/abstain decision, with the two data sets weighted so that a large SQuAD sample
-does not drown the sample document's questions (which weigh OWN_WEIGHT times as much).
+Newton's method with a small L2 penalty; each data set weighs a fixed share in total (WEIGHTS).
+The threshold is the highest one that still answers TARGET_ANSWERED of the positives: a wrongly
+withheld answer costs the user as much as a wrong one, and SQuAD v2.0's unanswerable questions
+(adversarial rewrites of a paragraph's own sentences) cannot be told apart by these features
+without withholding many right answers.
 """
 from __future__ import annotations
 
@@ -29,12 +34,14 @@ from rag.settings import SAMPLE_DOCUMENT
 from .questions import DEFAULT_QUESTIONS, load_questions
 from .squad import load_articles, squad_normalize, write_documents
 
-FEATURES = ("dense", "coverage", "unknown", "unknown_words", "typed")
-# The sample document's questions weigh twice as much as SQuAD's in total: they are the kind users
-# ask (about things outside the documents), while SQuAD v2.0's unanswerable questions are
-# adversarial rewrites of a paragraph's own sentences, a harder and rarer case.
-OWN_WEIGHT = 2.0
-DEFAULT_SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-v2.0-dev-part-a.json"
+FEATURES = ("dense", "coverage", "unknown", "unknown_words", "predicate", "typed")
+# Total weight of each data set in the fit. The sample document's questions weigh most: they are
+# the kind users ask (about things outside the documents); SQuAD v2.0's unanswerable questions
+# are adversarial rewrites of a paragraph, a harder and rarer case, so they weigh least.
+WEIGHTS = {"own": 2.0, "squad-v2": 0.5, "squad-v1": 1.0}
+# Share of positives (questions whose answer the citations hold) that must still be answered.
+TARGET_ANSWERED = 0.95
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 L2 = 0.01  # ridge on the weights (not the bias): keeps them finite on separable data
 
 
@@ -89,63 +96,54 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return beta
 
 
-def choose_threshold(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """The threshold with the best weighted balanced accuracy, and that accuracy."""
-    best = (0.5, -1.0)
-    for threshold in np.linspace(0.05, 0.95, 91):
-        answered = p >= threshold
-        tpr = (w * (answered & (y == 1))).sum() / max(1e-9, (w * (y == 1)).sum())
-        tnr = (w * (~answered & (y == 0))).sum() / max(1e-9, (w * (y == 0)).sum())
-        score = (tpr + tnr) / 2
-        if score > best[1] + 1e-9:
-            best = (float(threshold), float(score))
-    return best
+def choose_threshold(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """The highest threshold that answers TARGET_ANSWERED of the (weighted) positives."""
+    order = np.argsort(p[y == 1])
+    probabilities, weights = p[y == 1][order], w[y == 1][order]
+    withheld = np.cumsum(weights) / weights.sum()  # share withheld if the threshold is just above each
+    allowed = probabilities[withheld <= 1 - TARGET_ANSWERED]
+    return float(allowed[-1]) if len(allowed) else float(probabilities[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
-    parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD)
-    parser.add_argument("--articles", type=int, default=6)
-    parser.add_argument("--per-article", type=int, default=60)
+    parser.add_argument("--squad-v2", type=Path, default=SHARED_DATA / "squad-v2.0-dev-part-a.json")
+    parser.add_argument("--squad-v1", type=Path, default=SHARED_DATA / "squad-v1.1-dev-part-a.json")
+    parser.add_argument("--articles", type=int, default=6, help="SQuAD articles per file")
+    parser.add_argument("--per-article", type=int, default=50, help="questions per article, spread evenly")
     parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="rag-calibrate-"))
-    own = own_examples(Assistant.build([SAMPLE_DOCUMENT], index_dir=folder / "sample"), args.questions)
-    squad = squad_examples(args.squad, args.articles, args.per_article) if args.squad.is_file() else []
-    if not squad:
-        print(f"calibrate: {args.squad} not found; fitting on the project's questions alone", file=sys.stderr)
-    examples = own + squad
-    x = np.array([[f[name] for name in FEATURES] for f, _ in examples])
-    y = np.array([label for _, label in examples])
-    w = np.array([OWN_WEIGHT / len(own)] * len(own) + ([1.0 / len(squad)] * len(squad) if squad else []))
+    sets = {"own": own_examples(Assistant.build([SAMPLE_DOCUMENT], index_dir=folder / "sample"), args.questions)}
+    for name, path in (("squad-v2", args.squad_v2), ("squad-v1", args.squad_v1)):
+        if path.is_file():
+            sets[name] = squad_examples(path, args.articles, args.per_article)
+        else:
+            print(f"calibrate: {path} not found; fitting without {name}", file=sys.stderr)
+    x = np.array([[f[n] for n in FEATURES] for examples in sets.values() for f, _ in examples])
+    y = np.array([label for examples in sets.values() for _, label in examples])
+    w = np.concatenate([np.full(len(examples), WEIGHTS[name] / len(examples)) for name, examples in sets.items()])
     w = w / w.mean()
     beta = fit(x, y, w)
     p = 1 / (1 + np.exp(-np.hstack([np.ones((len(x), 1)), x]) @ beta))
-    threshold, balanced = choose_threshold(p, y, w)
+    threshold = choose_threshold(p, y, w)
+    counts = ", ".join(f"{name}: {len(e)} questions, {sum(l for _, l in e)} positive" for name, e in sets.items())
     calibration = {
         "weights": {name: round(float(b), 4) for name, b in zip(FEATURES, beta[1:])},
         "bias": round(float(beta[0]), 4),
-        "threshold": round(threshold, 3),
-        "source": (
-            f"eval/calibrate.py: {len(own)} questions of {args.questions.name} "
-            f"({int(sum(l for _, l in own))} positive) + {len(squad)} SQuAD v2.0 questions from "
-            f"{args.articles} articles of {args.squad.name} ({int(sum(l for _, l in squad))} positive); "
-            f"weighted balanced accuracy {balanced:.3f}"
-        ),
+        "threshold": round(threshold, 4),
+        "source": f"eval/calibrate.py on {counts}; threshold answers {TARGET_ANSWERED:.0%} of positives",
     }
     args.out.write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(calibration, indent=1))
-    for name, data in (("own", own), ("squad", squad)):
-        if not data:
-            continue
-        xs = np.array([[f[n] for n in FEATURES] for f, _ in data])
-        ys = np.array([l for _, l in data])
-        ps = 1 / (1 + np.exp(-np.hstack([np.ones((len(xs), 1)), xs]) @ beta))
+    start = 0
+    for name, examples in sets.items():
+        ps, ys = p[start : start + len(examples)], y[start : start + len(examples)]
+        start += len(examples)
         answered = ps >= threshold
-        print(f"{name}: answered {answered.mean():.2f}; of positives answered {answered[ys == 1].mean():.2f}; "
-              f"of negatives abstained {(~answered[ys == 0]).mean():.2f}")
+        print(f"{name}: positives answered {answered[ys == 1].mean():.2f}, negatives abstained {(~answered[ys == 0]).mean():.2f}")
     return 0
 
 

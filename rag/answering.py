@@ -32,6 +32,8 @@ from .extraction import (
     find_numbers,
     question_shape,
     refers_to_earlier_time,
+    predicate_words,
+    question_terms,
     resolve_date,
     unknown_names,
 )
@@ -131,29 +133,38 @@ class Answerer:
 
     def _candidates(self, question: str, hits: list[Hit]) -> list[Candidate]:
         shape = question_shape(question)
-        question_terms = list(dict.fromkeys(terms(question)))
-        return [self._candidate(question, shape, question_terms, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
+        asked = question_terms(question)
+        return [self._candidate(question, shape, asked, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
 
-    def _candidate(self, question: str, shape: QuestionShape, question_terms: list[str], hit: Hit, rank: int) -> Candidate:
+    def _candidate(self, question: str, shape: QuestionShape, asked: list[str], hit: Hit, rank: int) -> Candidate:
         passage = hit.passage
+        predicate_terms = predicate_words(question)
         sentence_terms = set(terms(passage.text))
         neighbour_terms = set()
         for neighbour in self._neighbours(passage, before=1, after=1):
             neighbour_terms.update(terms(neighbour.text))
         # A word the documents never use weighs like a typical word: "invade" against a text that
         # says "invasion" should not sink the answer. Unknown *names* are counted apart.
-        weights = [self._idf.get(t, self._idf_median) for t in question_terms]
+        weights = [self._idf.get(t, self._idf_median) for t in asked]
         total = sum(weights) or 1.0
-        in_sentence = sum(w for t, w in zip(question_terms, weights) if t in sentence_terms)
-        in_context = sum(w for t, w in zip(question_terms, weights) if t not in sentence_terms and t in neighbour_terms)
+        in_sentence = sum(w for t, w in zip(asked, weights) if t in sentence_terms)
+        in_context = sum(w for t, w in zip(asked, weights) if t not in sentence_terms and t in neighbour_terms)
         span, context = self._extract(question, shape, passage)
         typed = 1.0 if (shape.answer_type == "other" or span is not None) else 0.0
-        unknown_words = sum(w for t, w in zip(question_terms, weights) if t not in self._idf)
+        unknown_words = sum(w for t, w in zip(asked, weights) if t not in self._idf)
+        # The predicate: lower-case words that are not the answer's frame ("year", "name"). Names
+        # are the topic and easy to match; whether the sentence says what is asked hangs on these.
+        predicate = [(t, w) for t, w in zip(asked, weights) if t in predicate_terms]
+        predicate_total = sum(w for _, w in predicate)
+        predicate_found = sum(w for t, w in predicate if t in sentence_terms) + 0.5 * sum(
+            w for t, w in predicate if t not in sentence_terms and t in neighbour_terms
+        )
         features = {
             "dense": hit.dense_score,
             "coverage": (in_sentence + 0.5 * in_context) / total,
             "unknown": min(1.0, 0.5 * len(unknown_names(question, self._idf))),
             "unknown_words": unknown_words / total,
+            "predicate": predicate_found / predicate_total if predicate_total else 1.0,
             "typed": typed,
         }
         # Order: agreement of the retrievers (rank), how much of the question the sentence

@@ -173,7 +173,9 @@ class Assistant:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         question = clean_question(question)
         started = time.perf_counter()
-        vector = self._embedder.encode_query(question) if mode != "bm25" else None
+        # The query is embedded in every mode: the answerer weighs each sentence's similarity to
+        # it, so a "bm25" baseline differs from "hybrid" in retrieval alone.
+        vector = self._embedder.encode_query(question)
         embedded = time.perf_counter()
         hits = self._retriever.search(question, vector, k=k, mode=mode)
         self.timings = {"embed": embedded - started, "search": time.perf_counter() - embedded}

@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help='print {"answer", "grounded", "citations": [...]}')
     ask.set_defaults(run=_run_ask)
 
+    chat = commands.add_parser("chat", help="a conversation in the terminal (/new starts over, /sources shows citations)")
+    _index_option(chat)
+    chat.set_defaults(run=_run_chat)
+
     status = commands.add_parser("status", help="what is indexed, and what is stale")
     _index_option(status)
     status.add_argument("--json", action="store_true")
@@ -139,10 +143,64 @@ def _run_ask(args) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
+    _print_answer(answer, full=True)
+    return 0
+
+
+def _print_answer(answer, *, full: bool = False) -> None:
     print(answer.text)
     for number, citation in enumerate(answer.citations, 1):
-        print(f"  [{number}] {Path(citation.source).name}, chars {citation.start}–{citation.end}: “{citation.text}”")
-    return 0
+        text = citation.text if full or len(citation.text) <= 160 else citation.text[:157] + "…"
+        print(f"  [{number}] {Path(citation.source).name}, chars {citation.start}–{citation.end}: “{text}”")
+
+
+CHAT_HELP = "Ask a question. /new starts a new conversation, /sources shows the last citations in full, /quit leaves."
+
+
+def _run_chat(args) -> int:
+    from .assistant import clean_question
+
+    try:
+        import readline  # noqa: F401 - line editing and history for input()
+    except ImportError:  # not on every platform; input() works without it
+        pass
+    assistant = _assistant(args)
+    conversation = assistant.chat()
+    status = assistant.status()
+    print(f"{status['documents']} document(s), {status['passages']} passages in {status['index']}. {CHAT_HELP}")
+    last = None
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line == "/new":
+            conversation.reset()
+            print("(new conversation)")
+            continue
+        if line == "/sources":
+            if last is None or not last.citations:
+                print("(no citations yet)")
+            else:
+                _print_answer(last, full=True)
+            continue
+        if line.startswith("/"):
+            print(CHAT_HELP)
+            continue
+        try:
+            clean_question(line)
+            last = conversation.ask(line)
+        except RagError as error:
+            print(f"rag: {error}")
+            continue
+        if last.query != line:
+            print(f"(understood as: {last.query})")
+        _print_answer(last)
 
 
 def _run_status(args) -> int:

@@ -177,8 +177,8 @@ def find_names(sentence: str, question: str, *, places: bool = False) -> list[Sp
     ambassador?"). Names right after a preposition of place ("in Brest") are preferred for
     places; names after "the" ("the Soviet Union") are dropped for people, who are rarely "the X".
     """
-    question_terms = set(terms(question))
-    anchors = [m.start() for m in _WORD_SPAN.finditer(sentence) if set(terms(m.group(0))) & question_terms]
+    asked = set(question_terms(question))
+    anchors = [m.start() for m in _WORD_SPAN.finditer(sentence) if set(terms(m.group(0))) & asked]
     spans = []
     for match in _NAME.finditer(sentence):
         words = match.group(0).split()
@@ -190,12 +190,16 @@ def find_names(sentence: str, question: str, *, places: bool = False) -> list[Sp
             words = words[1:]
             if not words:
                 continue
+        # "Ambassador Schulenburg" answers "Who was the ambassador?" with "Schulenburg".
+        while len(words) > 1 and set(terms(words[0])) <= asked:
+            start = sentence.index(words[1], start + len(words[0]))
+            words = words[1:]
         text = " ".join(words).rstrip("'’")
         text = re.sub(r"['’]s$", "", text)
         before = sentence[:start].rstrip().lower()
         preferred = places and bool(re.search(r"\b(?:in|at|through|near|into)$", before))
         # A place may be named in the question too: the Brest treaty was signed "in Brest".
-        if text in _NOT_NAMES or (not set(terms(text)) - question_terms and not preferred):
+        if text in _NOT_NAMES or (not set(terms(text)) - asked and not preferred):
             continue
         if not places and (before.endswith((" the", " a", " an")) or before in ("the", "a", "an")):
             continue
@@ -206,8 +210,8 @@ def find_names(sentence: str, question: str, *, places: bool = False) -> list[Sp
 
 def distance_to_question(sentence: str, span: Span, question: str) -> int:
     """Words between the span and the nearest word the sentence shares with the question."""
-    question_terms = set(terms(question))
-    anchors = [m.start() for m in _WORD_SPAN.finditer(sentence) if set(terms(m.group(0))) & question_terms]
+    asked = set(question_terms(question))
+    anchors = [m.start() for m in _WORD_SPAN.finditer(sentence) if set(terms(m.group(0))) & asked]
     return min((_words_between(sentence, span.start, span.end, a) for a in anchors), default=99)
 
 
@@ -266,3 +270,27 @@ def unknown_names(question: str, vocabulary) -> list[str]:
         if stems and not any(stem in vocabulary for stem in stems):
             missing.append(word)
     return missing
+
+
+# Words that frame the answer rather than state what is asked: "In what *year*…", "the *name* of".
+_FRAME_WORDS = frozenset(terms("year years date day month name number many much time kind type happened happen"))
+
+
+def question_terms(question: str) -> list[str]:
+    """The question's stemmed content words that a supporting sentence should contain.
+
+    Words that frame the answer are left out: "year" in "What year did Lenin die?" must not
+    match "the same year" in a sentence about something else.
+    """
+    return [t for t in dict.fromkeys(terms(question)) if t not in _FRAME_WORDS]
+
+
+def predicate_words(question: str) -> set[str]:
+    """Stemmed lower-case content words of the question, less the words that frame the answer.
+
+    >>> sorted(predicate_words("Who replaced Schulenburg as German ambassador?"))
+    ['ambassador', 'replac']
+    """
+    words = [m.group(0) for m in re.finditer(r"[\w'’\-]+", question)]
+    lower = [w for i, w in enumerate(words) if w[0].islower() or (i == 0 and w.lower() in STOPWORDS)]
+    return {t for w in lower for t in terms(w)} - _FRAME_WORDS

@@ -49,7 +49,7 @@ class Retriever:
         if n == 0:
             return []
         depth = min(CANDIDATES, n)
-        dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") else {}
+        dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") and query_vector is not None else {}
         lexical = self._lexical(query, depth)
         fused: dict[int, float] = {}
         if mode in ("hybrid", "dense"):

@@ -1,0 +1,89 @@
+"""Shared fixtures: a private index folder for every test, and indexes built once per session.
+
+Everything here is real: the bundled sentence-transformers model, FAISS and BM25 indexes on
+disk in temporary folders. The model loads once per process (the embedder caches it).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports huggingface_hub, gradio or matplotlib: no network, no analytics, and
+# no cache written into the user's home.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="rag-tests-mpl-"))
+os.environ.pop("RAG_DEBUG", None)
+os.environ.pop("RAG_MODEL", None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import rag.settings  # noqa: E402
+from rag.assistant import Assistant  # noqa: E402
+from rag.types import Answer  # noqa: E402
+
+# Property tests: no deadline (the machine may be busy; we never assert on time), and the
+# autouse index-folder fixture below is irrelevant to them.
+settings.register_profile(
+    "rag", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+settings.load_profile("rag")
+
+SAMPLE = rag.settings.SAMPLE_DOCUMENT
+
+# A small made-up document: nothing in the code can be special-cased to it.
+BRIDGE_TEXT = """The Varnholt Bridge
+
+The Varnholt Bridge crosses the river Elsmere between the towns of Kestrel and Dunmore.
+
+The bridge was designed by the engineer Miriam Okonkwo-Hale. Construction began in 1887. The bridge was opened to traffic on September 14, 1893.
+
+The main span hangs from 212 steel cables anchored in two granite towers. In 1951 a flood damaged the northern tower, and repairs took three years.
+
+Today about 18,000 vehicles cross the bridge every day. The town of Kestrel holds a lantern festival on the bridge every spring.
+"""
+
+
+@pytest.fixture(autouse=True)
+def private_index_dir(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own default index folder: never the repo's index/ or the user's cache."""
+    folder = tmp_path / "default-index"
+    monkeypatch.setenv(rag.settings.ENV_INDEX_DIR, str(folder))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory) -> Assistant:
+    """The bundled sample, indexed once for the many read-only tests."""
+    return Assistant.build([SAMPLE], index_dir=tmp_path_factory.mktemp("sample") / "index")
+
+
+@pytest.fixture(scope="session")
+def bridge(tmp_path_factory) -> Assistant:
+    """An assistant over the made-up bridge document."""
+    folder = tmp_path_factory.mktemp("bridge")
+    (folder / "docs").mkdir()
+    (folder / "docs" / "varnholt.txt").write_text(BRIDGE_TEXT, encoding="utf-8")
+    return Assistant.build([folder / "docs"], index_dir=folder / "index")
+
+
+def source_text(source: str, encoding: str = "utf-8") -> str:
+    """A source file as the user's editor sees it: decoded, newlines untouched."""
+    with open(source, encoding=encoding, newline="") as handle:
+        return handle.read()
+
+
+def assert_verbatim(answer: Answer, encoding: str = "utf-8") -> None:
+    """Every citation is exactly the source's text at [start:end]."""
+    for citation in answer.citations:
+        assert source_text(citation.source, encoding)[citation.start : citation.end] == citation.text, citation
+
+
+@pytest.fixture(scope="session")
+def verbatim():
+    return assert_verbatim

@@ -1,0 +1,84 @@
+"""Conversations: follow-up questions understood from the previous turn."""
+from __future__ import annotations
+
+import pytest
+
+from rag.errors import QuestionError
+
+
+def test_follow_up_pronoun_is_resolved_to_the_person_named(sample, verbatim):
+    chat = sample.chat()
+    first = chat.ask("Who was the German ambassador?")
+    assert first.grounded and "Schulenburg" in first.text
+
+    follow_up = chat.ask("What happened to him later?")
+
+    assert "Schulenburg" in follow_up.query
+    assert "him" not in follow_up.query.split()
+    assert follow_up.grounded
+    assert "dismissed" in follow_up.text
+    assert any("Schulenburg was dismissed" in c.text for c in follow_up.citations)
+    verbatim(follow_up)
+    assert [turn.question for turn in chat.history] == ["Who was the German ambassador?", "What happened to him later?"]
+
+
+def test_elliptical_follow_up_takes_the_frame_of_the_previous_question(sample, verbatim):
+    chat = sample.chat()
+    assert "4,300" in chat.ask("How many tanks did the Germans attack with?").text
+
+    answer = chat.ask("And how many aircraft?")
+
+    assert answer.query == "How many aircraft did the Germans attack with?"
+    assert answer.grounded and answer.text.startswith("4,980")
+    verbatim(answer)
+
+
+@pytest.mark.xfail(
+    reason="BUG: 'What about artillery pieces?' after 'How many tanks…' / 'And how many aircraft?' is "
+    "searched as 'How many aircraft did the Germans attack with? artillery pieces?' and answered "
+    "'4,980 aircraft' (grounded, wrong) instead of 470,000 (eval c2t3 still scores it correct: its regex matches the quoted sentence)",
+    strict=True,
+)
+def test_what_about_follow_up_changes_the_focus(sample):
+    chat = sample.chat()
+    chat.ask("How many tanks did the Germans attack with?")
+    chat.ask("And how many aircraft?")
+
+    answer = chat.ask("What about artillery pieces?")
+
+    assert "470,000" in answer.text.split("“")[0]
+
+
+def test_reset_forgets_the_previous_turns(sample):
+    chat = sample.chat()
+    chat.ask("Who was the German ambassador?")
+
+    chat.reset()
+    answer = chat.ask("What happened to him later?")
+
+    assert chat.history[0].question == "What happened to him later?"
+    assert len(chat.history) == 1
+    assert answer.query == "What happened to him later?"  # searched as it is: nobody to refer to
+
+
+def test_a_question_naming_its_own_subject_is_searched_as_it_is(sample):
+    chat = sample.chat()
+    chat.ask("Who was the German ambassador?")
+    answer = chat.ask("When was the Brest peace treaty signed?")
+    assert answer.query == "When was the Brest peace treaty signed?"
+    assert answer.text.startswith("March 1918")
+
+
+def test_conversations_are_independent(sample):
+    first, second = sample.chat(), sample.chat()
+    first.ask("Who was the German ambassador?")
+    assert second.history == []
+    assert second.ask("What happened to him later?").query == "What happened to him later?"
+
+
+@pytest.mark.parametrize("question", ["", "  ", None])
+def test_bad_follow_ups_are_refused_and_not_recorded(sample, question):
+    chat = sample.chat()
+    with pytest.raises(QuestionError):
+        chat.ask(question)
+    assert chat.history == []
