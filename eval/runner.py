@@ -17,6 +17,7 @@ from rag import Answer, Assistant
 from rag.errors import RagError
 
 from .questions import DEFAULT_QUESTIONS, Question, load_questions
+from .squad import direct_answer
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Outcome:
     answer: Answer
     seconds: float
     correct: bool  # answerable: grounded and every expect regex matches; unanswerable: abstained
+    direct_correct: bool  # stricter: the expect regexes match the direct answer, before the quote
     evidence_cited: bool | None  # answerable only
     faithful: list[bool] = field(default_factory=list)  # one per citation
     conversation: str | None = None
@@ -46,6 +48,7 @@ class Outcome:
             **self.answer.to_dict(),
             "seconds": round(self.seconds, 4),
             "correct": self.correct,
+            "direct_correct": self.direct_correct,
             "evidence_cited": self.evidence_cited,
             "citations_faithful": self.faithful,
         }
@@ -124,13 +127,14 @@ def _ask(asker, q: Question, sources: _SourceCache, *, conversation: str | None 
     seconds = time.perf_counter() - started
     if q.answerable:
         correct = answer.grounded and q.matches(answer.text)
+        direct_correct = answer.grounded and q.matches(direct_answer(answer))
         evidence = any(q.evidence in c.text for c in answer.citations) if q.evidence else None
     else:
-        correct = not answer.grounded
+        correct = direct_correct = not answer.grounded
         evidence = None
     outcome = Outcome(
         id=q.id, question=q.question, answerable=q.answerable, answer=answer, seconds=seconds,
-        correct=correct, evidence_cited=evidence, faithful=[sources.verbatim(c) for c in answer.citations],
+        correct=correct, direct_correct=direct_correct, evidence_cited=evidence, faithful=[sources.verbatim(c) for c in answer.citations],
         conversation=conversation, turn=turn,
     )
     if conversation is None:
@@ -160,6 +164,7 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
     latencies = sorted(o.seconds * 1000 for o in outcomes)
     metrics = {
         "answer_accuracy": _ratio(sum(o.correct for o in answerable), len(answerable)),
+        "direct_answer_accuracy": _ratio(sum(o.direct_correct for o in answerable), len(answerable)),
         "evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in answerable if o.evidence_cited is not None),
                                   sum(o.evidence_cited is not None for o in answerable)),
         "citation_faithfulness": _ratio(sum(citations), len(citations)),
@@ -184,6 +189,7 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
         },
         "definitions": {
             "answer_accuracy": "answerable single questions that are grounded and match every expect regex (case-insensitive)",
+            "direct_answer_accuracy": "as answer_accuracy, but the regexes must match the direct answer alone (the text before the quoted statement; the whole text when the answer is the statement itself)",
             "evidence_recall": "answerable single questions whose evidence string is inside one cited excerpt",
             "citation_faithfulness": "citations (all questions and turns) whose text equals the source file's text at [start:end]",
             "abstention_precision": "abstained single questions that are unanswerable / all abstained single questions",

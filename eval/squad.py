@@ -63,8 +63,8 @@ class Article:
     questions: tuple[Question, ...]
 
 
-def load_articles(path: Path, *, articles: int, questions: int | None) -> tuple[list[Article], bool]:
-    """The first `articles` articles, each with at most `questions` questions; and whether the file is v2.
+def load_articles(path: Path, *, articles: int, questions: int | None, skip: int = 0) -> tuple[list[Article], bool]:
+    """`articles` articles after the first `skip`, each with at most `questions` questions; and whether the file is v2.
 
     Raises:
         RagError: the file is missing or not SQuAD JSON.
@@ -73,7 +73,7 @@ def load_articles(path: Path, *, articles: int, questions: int | None) -> tuple[
         raise RagError(f"{path}: no such SQuAD file; give the path of a SQuAD v1.1 or v2.0 JSON file")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        selected = [_article(entry, questions) for entry in raw["data"][:articles]]
+        selected = [_article(entry, questions) for entry in raw["data"][skip : skip + articles]]
     except (ValueError, KeyError, TypeError) as error:
         raise RagError(f"{path}: not a SQuAD JSON file ({type(error).__name__}: {error})") from None
     if not selected:
@@ -147,9 +147,10 @@ def first_match(texts: list[str], gold: tuple[str, ...]) -> int | None:
 
 
 def direct_answer(answer: Answer) -> str:
-    """The answer before its first quoted excerpt ("1918. “…”" → "1918"); all of it if nothing is quoted."""
-    head, quoted, _ = answer.text.partition("“")
-    return head.removesuffix(". ").strip() if quoted else answer.text.strip()
+    """The answer before its first quoted excerpt ("1918. “…”" → "1918"); all of it when the
+    answer is the quoted statement itself, or nothing is quoted."""
+    head = answer.text.partition("“")[0].strip().removesuffix(".").strip()
+    return head or answer.text.strip()
 
 
 def token_f1(prediction: str, gold: str) -> float:

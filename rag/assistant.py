@@ -71,7 +71,7 @@ class Assistant:
     @classmethod
     def build(
         cls,
-        paths: Iterable[str | Path],
+        paths: str | Path | Iterable[str | Path],
         index_dir: str | Path | None = None,
         *,
         model: str | None = None,
@@ -89,6 +89,8 @@ class Assistant:
             IndexLockedError: another process is writing this index.
         """
         started = time.perf_counter()
+        if isinstance(paths, (str, Path)):  # one path, not an iterable of its characters
+            paths = [paths]
         paths = [Path(p) for p in paths]
         if not paths:
             raise DocumentError("no documents given; name files or folders to index")

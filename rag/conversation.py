@@ -87,11 +87,13 @@ def _reframe(rest: str, previous: str) -> str:
     "How many aircraft did the Germans attack with?"; "Belarus?" after "Which territories would
     Stalin give up?" becomes "Which territories would Stalin give up? Belarus".
     """
-    previous_shape = question_shape(previous)
-    match = re.match(r"(?i)how\s+(?:many|much)\s+(\w+)", rest)
+    rest = rest.rstrip(" ?")
     old = re.search(r"(?i)\bhow\s+(?:many|much)\s+(\w+)", previous)
-    if match and old and previous_shape.answer_type == "number":
-        return previous[: old.start(1)] + match.group(1) + previous[old.end(1):]
+    if old:
+        # "And how many aircraft?" or "What about artillery pieces?": the new thing counted.
+        match = re.match(r"(?i)(?:how\s+(?:many|much)\s+)?(\w+(?:\s+\w+)?)$", rest)
+        if match and not _WH.match(match.group(1)):
+            return previous[: old.start(1)] + match.group(1) + previous[old.end(1):]
     if _WH.match(rest):
         return rest[0].upper() + rest[1:]
     return f"{previous.rstrip()} {rest}"

@@ -13,6 +13,8 @@ from .types import Document
 
 # Bytes sniffed to tell text from binary.
 _SNIFF_BYTES = 8192
+# Encodings preferred when the detector finds them about as likely as its first choice.
+_PREFERRED = ("cp1252", "latin_1", "iso8859_15")
 
 
 @dataclass
@@ -41,7 +43,11 @@ def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYT
             raise DocumentError(f"{raw}: no such file or folder; check the path")
         if path.is_dir():
             for file in _walk(path):
-                key = str(file.resolve())
+                try:
+                    key = str(file.resolve(strict=True))
+                except (OSError, RuntimeError):  # a dangling link or a loop of links
+                    result.skipped.append((str(file), f"{file}: a broken or looping symbolic link; skipped"))
+                    continue
                 if key in seen:
                     continue
                 seen.add(key)
@@ -118,7 +124,14 @@ def decode(raw: bytes, *, name: str) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes  # lazy: only needed for non-UTF-8 files
 
-    best = from_bytes(raw).best()
+    matches = from_bytes(raw)
+    best = matches.best()
+    # Short Western text is often as plausible in cp1250 as in cp1252; the Western code page is
+    # far more common, so it wins when the detector finds it about as plausible.
+    for match in matches:
+        if best is not None and match.encoding in _PREFERRED and match.chaos <= best.chaos + 0.05:
+            best = match
+            break
     if best is None or best.encoding is None or (best.chaos > 0.2 and not has_bom16):
         raise DocumentError(
             f"{name}: not UTF-8 and its encoding could not be detected; "

@@ -216,6 +216,27 @@ def distance_to_question(sentence: str, span: Span, question: str) -> int:
 
 
 _WORD_SPAN = re.compile(r"\w+")
+# Where a sentence joins two statements: "Construction began in 1887, and the bridge was opened…".
+_CLAUSE_BREAK = re.compile(r",\s+(?:and|but|while|whereas|although|though)\s+|;\s+|\s+[-–—]\s+")
+
+
+def nearest_to_question(sentence: str, spans: list[Span], question: str) -> Span:
+    """The span whose clause shares most words with the question, then the closest to them.
+
+    >>> s = "Construction began in 1887, and the bridge was opened to traffic on September 14, 1893."
+    >>> nearest_to_question(s, find_dates(s), "When was the bridge opened?").text
+    'September 14, 1893'
+    """
+    asked = set(question_terms(question))
+    bounds = [0] + [m.end() for m in _CLAUSE_BREAK.finditer(sentence)] + [len(sentence)]
+
+    def clause_overlap(span: Span) -> int:
+        for start, end in zip(bounds, bounds[1:]):
+            if start <= span.start < end:
+                return len(set(terms(sentence[start:end])) & asked)
+        return 0
+
+    return min(spans, key=lambda span: (-clause_overlap(span), distance_to_question(sentence, span, question)))
 
 
 def _words_between(sentence: str, start: int, end: int, anchor: int) -> int:

@@ -50,7 +50,7 @@ class Retriever:
             return []
         depth = min(CANDIDATES, n)
         dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") and query_vector is not None else {}
-        lexical = self._lexical(query, depth)
+        lexical = self._lexical(query, depth) if mode in ("hybrid", "bm25") else {}
         fused: dict[int, float] = {}
         if mode in ("hybrid", "dense"):
             for rank, i in enumerate(sorted(dense, key=dense.get, reverse=True)):
@@ -64,7 +64,7 @@ class Retriever:
             Hit(
                 passage=passages[i],
                 score=fused[i],
-                dense_score=dense.get(i, self._dense_score(query_vector, i)),
+                dense_score=dense[i] if i in dense else self._dense_score(query_vector, i),
                 lexical_score=lexical.get(i, 0.0),
             )
             for i in best

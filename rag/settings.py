@@ -50,5 +50,13 @@ class ChunkSettings:
     # A piece shorter than this is merged into its neighbour when a long sentence is cut.
     min_chars: int = 40
 
+    def __post_init__(self):
+        from .errors import ConfigError
+
+        if not isinstance(self.max_chars, int) or self.max_chars < 50:
+            raise ConfigError(f"max_chars must be a whole number of at least 50, not {self.max_chars!r}")
+        if not isinstance(self.min_chars, int) or not 0 <= self.min_chars < self.max_chars:
+            raise ConfigError(f"min_chars must be between 0 and max_chars ({self.max_chars}), not {self.min_chars!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)

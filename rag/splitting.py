@@ -83,10 +83,14 @@ def passage_id(source: str, start: int, end: int, text: str) -> str:
     return digest[:16]
 
 
+def _blank(ch: str) -> bool:
+    return ch.isspace() or ch == "\ufeff"  # a byte-order mark is not text
+
+
 def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    while start < end and text[start].isspace():
+    while start < end and _blank(text[start]):
         start += 1
-    while end > start and text[end - 1].isspace():
+    while end > start and _blank(text[end - 1]):
         end -= 1
     if end > start:
         yield start, end

@@ -101,7 +101,8 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexNotFoundError(f"no index at {index_dir}; create it with `rag index PATH --index {index_dir}`")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        manifest["files"], manifest["sources"], manifest["model"]  # noqa: B018 - required keys
+        for key in ("files", "sources", "model", "dimension", "checksums", "counts"):
+            manifest[key]  # noqa: B018 - a missing key is damage
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IndexCorruptError(_corrupt(index_dir, f"manifest.json is unreadable ({error})")) from None
     if manifest.get("format_version") != FORMAT_VERSION:

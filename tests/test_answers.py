@@ -152,12 +152,6 @@ def test_custom_document_declines_what_it_does_not_say(bridge, question):
     assert answer.citations == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: answering._extract takes the first date of the sentence (find_dates(sentence)[0]) "
-    "whatever the question asks: 'When was the bridge opened?' on 'Construction began in 1887, "
-    "and the bridge was opened to traffic on September 14, 1893.' answers '1887'",
-    strict=True,
-)
 def test_the_date_next_to_the_asked_event_is_chosen(tmp_path, verbatim):
     (tmp_path / "bridge.txt").write_text(
         "The Varnholt Bridge crosses the river Elsmere.\n\n"
@@ -172,14 +166,6 @@ def test_the_date_next_to_the_asked_event_is_chosen(tmp_path, verbatim):
     assert answer.text.startswith("September 14, 1893")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a person question answered with a place: on the bridge document 'Who designed the "
-    "Varnholt Bridge?' answers 'Elsmere' (the river, from 'The Varnholt Bridge crosses the river "
-    "Elsmere...') although 'The bridge was designed by the engineer Miriam Okonkwo-Hale.' is indexed; "
-    "'Who designed the bridge?' is answered right. The sentence that repeats the question's name "
-    "outranks the one with the verb, and any capitalised word passes as a person",
-    strict=True,
-)
 def test_person_question_is_not_answered_with_a_place(bridge):
     answer = bridge.ask("Who designed the Varnholt Bridge?")
     assert "Elsmere" not in answer.text.split("“")[0]

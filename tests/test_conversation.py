@@ -33,12 +33,6 @@ def test_elliptical_follow_up_takes_the_frame_of_the_previous_question(sample, v
     verbatim(answer)
 
 
-@pytest.mark.xfail(
-    reason="BUG: 'What about artillery pieces?' after 'How many tanks…' / 'And how many aircraft?' is "
-    "searched as 'How many aircraft did the Germans attack with? artillery pieces?' and answered "
-    "'4,980 aircraft' (grounded, wrong) instead of 470,000 (eval c2t3 still scores it correct: its regex matches the quoted sentence)",
-    strict=True,
-)
 def test_what_about_follow_up_changes_the_focus(sample):
     chat = sample.chat()
     chat.ask("How many tanks did the Germans attack with?")

@@ -93,13 +93,7 @@ def test_utf16_with_bom_is_decoded(tmp_path):
     [
         FRENCH,
         pytest.param(
-            ENGLISH_WITH_ACCENTS,
-            marks=pytest.mark.xfail(
-                reason="BUG: cp1252 text is silently decoded as cp1250 by charset_normalizer "
-                "('Núñez' -> 'Núńez', 'crème' -> 'crčme'); documents.decode should prefer cp1252 "
-                "among near-equal candidates or refuse",
-                strict=True,
-            ),
+            ENGLISH_WITH_ACCENTS
         ),
     ],
     ids=["french", "english-with-accents"],
@@ -151,13 +145,6 @@ def test_folder_with_no_readable_document_is_refused(tmp_path):
         Assistant.build([folder], index_dir=tmp_path / "index")
 
 
-@pytest.mark.xfail(
-    reason="BUG: Assistant.build(paths) iterates a str character by character: build('doc.txt') fails "
-    "with 'd: no such file or folder', and build('/home/me/doc.txt') starts by indexing '/' (the whole "
-    "filesystem: seen crashing on a symlink loop under /tmp). A str or Path should be taken as one "
-    "path, or refused with a message naming the type",
-    strict=True,
-)
 def test_a_single_path_string_is_not_split_into_characters(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative name: the bug then fails fast instead of walking '/'
     write(tmp_path / "doc.txt", GOOD_TEXT)
@@ -186,12 +173,6 @@ def test_symlink_loop_in_a_folder_does_not_hang(tmp_path):
     assert collected.skipped == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: two file symlinks pointing at each other inside a folder make collect() crash with "
-    "RuntimeError('Symlink loop ...') from Path.resolve() (documents.py:44) instead of skipping them; "
-    "`rag index FOLDER` then ends with 'rag: unexpected error' and indexes nothing",
-    strict=True,
-)
 def test_file_symlink_loop_in_a_folder_is_skipped(tmp_path):
     folder = tmp_path / "docs"
     write(folder / "good.txt", GOOD_TEXT)

@@ -124,14 +124,6 @@ def test_malformed_question_file_names_the_line(tmp_path):
         load_questions(tmp_path / "missing.jsonl")
 
 
-@pytest.mark.xfail(
-    reason="BUG (eval scoring): `expect` regexes are matched against the whole answer text, which "
-    "quotes the supporting sentence, so a wrong direct answer counts as correct whenever the quote "
-    "also holds the expected value: 'How many tanks…' answered '4,300 tanks' is scored correct "
-    "against expect '4,?980' (the aircraft count in the same sentence). The same hides the c2t3 "
-    "conversation failure ('What about artillery pieces?' answered '4,980 aircraft' scores correct)",
-    strict=True,
-)
 def test_a_wrong_direct_answer_is_not_scored_correct(sample, tmp_path):
     questions = tmp_path / "questions.jsonl"
     questions.write_text(
@@ -144,4 +136,7 @@ def test_a_wrong_direct_answer_is_not_scored_correct(sample, tmp_path):
 
     [result] = json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]
     assert result["answer"].startswith("4,300")  # the direct answer is the tank count...
-    assert result["correct"] is False  # ...so expecting the aircraft count must fail
+    # ...so expecting the aircraft count fails on the direct answer, while the spec's metric
+    # (expect against the whole text, which quotes the sentence naming both) passes it.
+    assert result["direct_correct"] is False
+    assert result["correct"] is True

