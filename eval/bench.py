@@ -15,6 +15,9 @@ machine in the same run:
   sentences written with `rag.store.write` in a fresh subprocess each, so the peaks are clean
   and no 10,000 passages need embedding.
 
+Timings are only comparable on an otherwise idle machine: the report measures how much CPU other
+processes took while each row was measured and marks a row with "!" when it was over 10%.
+
 The corpus is the bundled sample document plus, when the shared SQuAD file exists, the contexts
 of its first articles (one text file each); the report says which. Results are printed as a
 table and written as JSON.
@@ -77,6 +80,7 @@ class Row:
     unit: str  # unit of `ours` and `baseline`: "s", "ms", "passages/s" or "MB"
     share: bool = False  # the ratio is a share of the baseline (shown as a percentage)
     note: str = ""
+    contention: float | None = None  # other processes' share of the CPU while this was measured
 
     @property
     def ratio(self) -> float:
@@ -107,14 +111,17 @@ def run_bench(*, out: Path, passages: int) -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
-    cpu_before = _cpu_seconds()
-    with tempfile.TemporaryDirectory(prefix="rag-bench-") as temporary:
+    with Watch() as watch, tempfile.TemporaryDirectory(prefix="rag-bench-") as temporary:
         work = Path(temporary)
         corpus = prepare_corpus(work / "corpus")
         _progress(f"corpus: {corpus.description}")
         results = _measure_all(corpus, work, synthetic_passages=passages)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["contention"] = _contention(cpu_before, _cpu_seconds(), results["seconds"])
+    results["machine"]["contention"] = {
+        "other_cpu_seconds": None if watch.other_seconds is None else round(watch.other_seconds, 1),
+        "share_of_machine": None if watch.share is None else round(watch.share, 3),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
     print_report(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -138,22 +145,28 @@ def _measure_all(corpus: Corpus, work: Path, *, synthetic_passages: int) -> dict
 
     corpus_index = work / "corpus-index"
     _progress("indexing the corpus, then encoding the same passages bare")
-    assistant, build_seconds = _timed(lambda: Assistant.build(corpus.paths, index_dir=corpus_index))
-    texts = [p.text for p in assistant.passages]
-    rows = [throughput_row(len(texts), build_seconds, bare_encode_seconds(embedder, texts))]
+    with Watch() as watch:
+        assistant, build_seconds = _timed(lambda: Assistant.build(corpus.paths, index_dir=corpus_index))
+        texts = [p.text for p in assistant.passages]
+        bare_seconds = bare_encode_seconds(embedder, texts)
+    rows = watch.mark([throughput_row(len(texts), build_seconds, bare_seconds)])
 
     _progress("reopening the unchanged index")
-    reopen_rows, embedded = reopen(corpus.paths, corpus_index, build_seconds)
-    rows += reopen_rows
+    with Watch() as watch:
+        reopen_rows, embedded = reopen(corpus.paths, corpus_index, build_seconds)
+    rows += watch.mark(reopen_rows)
     if embedded:
         failures.append(f"re-building an unchanged index embedded {embedded} passages (must be 0)")
 
     _progress(f"asking {len(corpus.questions)} questions x {LATENCY_ROUNDS} rounds")
-    rows += latency_rows(assistant, embedder, corpus.questions)
+    with Watch() as watch:
+        latency = latency_rows(assistant, embedder, corpus.questions)
+    rows += watch.mark(latency)
 
     _progress(f"cold start: {COLD_START_RUNS} runs each of `rag ask` and the bare import")
-    cold_row, cold_failure = cold_start_row(sample_index)
-    rows.append(cold_row)
+    with Watch() as watch:
+        cold_row, cold_failure = cold_start_row(sample_index)
+    rows += watch.mark([cold_row])
     if cold_failure:
         failures.append(cold_failure)
 
@@ -260,18 +273,24 @@ def reopen(paths: list[Path], index_dir: Path, build_seconds: float) -> tuple[li
 
 
 def latency_rows(assistant, embedder, questions: list[str]) -> list[Row]:
-    """p50/p95 of a warm `ask` against a bare encode of the question, and each stage's share."""
+    """p50/p95 of a warm `ask` against a bare encode of the question, and each stage's share.
+
+    Each ask is followed at once by the bare encode of the same question, so a burst of load
+    from another process slows both alike.
+    """
     totals: list[float] = []
+    bare: list[float] = []
     stages: dict[str, list[float]] = {"embed": [], "search": [], "answer": []}
     for round_number in range(LATENCY_ROUNDS):
         last = round_number == LATENCY_ROUNDS - 1
         for question in questions:
             _, seconds = _timed(lambda: assistant.ask(question))
+            bare_seconds = bare_question_seconds(embedder, question)
             if last:
                 totals.append(seconds)
+                bare.append(bare_seconds)
                 for stage, values in stages.items():
                     values.append(assistant.timings.get(stage, 0.0))
-    bare = bare_question_seconds(embedder, questions)
     mean_total = statistics.fmean(totals)
     rows = [
         Row(what=f"warm ask p50 ({len(questions)} questions) vs bare encode of the question",
@@ -286,19 +305,13 @@ def latency_rows(assistant, embedder, questions: list[str]) -> list[Row]:
     return rows
 
 
-def bare_question_seconds(embedder, questions: list[str]) -> list[float]:
-    """Per-question seconds of `SentenceTransformer.encode([question])`, last of the rounds."""
+def bare_question_seconds(embedder, question: str) -> float:
+    """Seconds of `SentenceTransformer.encode([question])` with the pipeline's settings."""
     from rag.embedding import BATCH_SIZE
 
     model = embedder.model
-    timings: list[float] = []
-    for _ in range(LATENCY_ROUNDS):
-        timings = [
-            _timed(lambda: model.encode([q], batch_size=BATCH_SIZE, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False))[1]
-            for q in questions
-        ]
-    return timings
+    return _timed(lambda: model.encode([question], batch_size=BATCH_SIZE, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False))[1]
 
 
 def cold_start_row(index_dir: Path) -> tuple[Row, str | None]:
@@ -477,17 +490,23 @@ def print_report(results: dict) -> None:
     print(f"memory rows: synthetic vectors ({results['synthetic']['passages']:,} random unit vectors, corpus "
           f"sentences with random numbers), written with rag.store.write in a fresh subprocess\n")
     table = [("what", "ours", "baseline", "ratio")]
+    flagged = False
     for row in results["rows"]:
         if row["ratio"] is None:
             ratio = "n/a"
         else:
             ratio = f"{row['ratio']:.0%}" if row["share"] else f"{row['ratio']:.2f}x"
+        if (row["contention"] or 0) > CONTENDED:
+            ratio += " !"
+            flagged = True
         table.append((row["what"], _format(row["ours"], row["unit"]), _format(row["baseline"], row["unit"]), ratio))
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     for number, line in enumerate(table):
         print("  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line)))
         if number == 0:
             print("  ".join("-" * w for w in widths))
+    if flagged:
+        print(f"! measured while other processes took over {CONTENDED:.0%} of the CPU: re-run on an idle machine")
     notes = [(row["what"], row["note"]) for row in results["rows"] if row["note"]]
     if notes:
         print("\nnotes:")
@@ -580,16 +599,30 @@ def _cpu_seconds() -> tuple[float, float] | None:
     return (sum(counters) - idle) / os.sysconf("SC_CLK_TCK"), ours
 
 
-def _contention(before: tuple[float, float] | None, after: tuple[float, float] | None, wall: float) -> dict:
-    """How much CPU other processes took during the run: the timings are only fair if little."""
-    if before is None or after is None:
-        return {"other_cpu_seconds": None, "share_of_machine": None, "load_average": list(os.getloadavg())}
-    other = max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
-    return {
-        "other_cpu_seconds": round(other, 1),
-        "share_of_machine": round(other / (wall * (os.cpu_count() or 1)), 3),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-    }
+class Watch:
+    """Measures how much CPU other processes took while a block ran: timings are fair only if little."""
+
+    other_seconds: float | None = None
+    share: float | None = None  # of the whole machine's CPU time during the block
+
+    def __enter__(self) -> "Watch":
+        self._before = _cpu_seconds()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        after = _cpu_seconds()
+        wall = time.perf_counter() - self._started
+        if self._before is None or after is None or wall <= 0:
+            return
+        self.other_seconds = max(0.0, (after[0] - self._before[0]) - (after[1] - self._before[1]))
+        self.share = self.other_seconds / (wall * (os.cpu_count() or 1))
+
+    def mark(self, rows: list[Row]) -> list[Row]:
+        """Record the contention on rows measured in this block (call after the block ended)."""
+        for row in rows:
+            row.contention = None if self.share is None else round(self.share, 3)
+        return rows
 
 
 def _progress(message: str) -> None:

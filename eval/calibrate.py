@@ -34,7 +34,7 @@ from rag.settings import SAMPLE_DOCUMENT
 from .questions import DEFAULT_QUESTIONS, load_questions
 from .squad import load_articles, squad_normalize, write_documents
 
-FEATURES = ("dense", "coverage", "unknown", "unknown_words", "predicate", "typed")
+FEATURES = ("dense", "coverage", "unknown", "unknown_words", "predicate", "typed", "margin")
 # Total weight of each data set in the fit. The sample document's questions weigh most: they are
 # the kind users ask (about things outside the documents); SQuAD v2.0's unanswerable questions
 # are adversarial rewrites of a paragraph, a harder and rarer case, so they weigh least.

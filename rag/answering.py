@@ -11,7 +11,9 @@ labelled questions by `eval/calibrate.py` and stored in `rag/calibration.json`:
   Versailles signed?" against a text that never says "Versailles");
 - unknown_words: share of the question's content words that occur nowhere in the documents
   ("When did Stalin die?" against a text that never says "die");
-- typed: whether the sentence holds an answer of the kind asked for (a date for "when").
+- predicate: share of the question's lower-case words (what is asked about the topic) found;
+- typed: whether the sentence holds an answer of the kind asked for (a date for "when");
+- margin: how much closer to the question the sentence is than the other candidates.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from .types import Answer, Citation, Hit, Passage
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 # How many earlier sentences a relative date may look back through for its year.
-YEAR_LOOKBACK = 8
+YEAR_LOOKBACK = 12
 # How many earlier sentences "on that day" may look back through for the day it means.
 ANAPHORA_LOOKBACK = 3
 # A name or number farther than this many words from every word the sentence shares with the
@@ -116,7 +118,7 @@ class Answerer:
         if not candidates:
             return Answer(text=ABSTAIN_TEXT, grounded=False, query=question)
         best = max(candidates, key=lambda c: c.rank_score)
-        confidence = self.calibration.probability(best.features)
+        confidence = self.calibration.probability(_decision_features(best, candidates))
         if confidence < threshold:
             return Answer(text=ABSTAIN_TEXT, grounded=False, query=question, confidence=confidence)
         return Answer(
@@ -130,7 +132,9 @@ class Answerer:
     def features(self, question: str, hits: list[Hit]) -> dict[str, float] | None:
         """The best candidate's features: what calibration is fitted on."""
         candidates = self._candidates(question, hits)
-        return max(candidates, key=lambda c: c.rank_score).features if candidates else None
+        if not candidates:
+            return None
+        return _decision_features(max(candidates, key=lambda c: c.rank_score), candidates)
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -148,19 +152,21 @@ class Answerer:
             neighbour_terms.update(terms(neighbour.text))
         # A word the documents never use weighs like a typical word: "invade" against a text that
         # says "invasion" should not sink the answer. Unknown *names* are counted apart.
-        weights = [self._idf.get(t, self._idf_median) for t in asked]
+        vocabulary = self.index.vocabulary
+        variants = {t: set(vocabulary.variants(t)) | {t} for t in asked}
+        weights = [max((self._idf.get(v, 0.0) for v in variants[t]), default=0.0) or self._idf_median for t in asked]
         total = sum(weights) or 1.0
-        in_sentence = sum(w for t, w in zip(asked, weights) if t in sentence_terms)
-        in_context = sum(w for t, w in zip(asked, weights) if t not in sentence_terms and t in neighbour_terms)
+        in_sentence = sum(w for t, w in zip(asked, weights) if variants[t] & sentence_terms)
+        in_context = sum(w for t, w in zip(asked, weights) if not variants[t] & sentence_terms and variants[t] & neighbour_terms)
         span, context = self._extract(question, shape, passage)
         typed = 1.0 if (shape.answer_type == "other" or span is not None) else 0.0
-        unknown_words = sum(w for t, w in zip(asked, weights) if t not in self._idf)
+        unknown_words = sum(w for t, w in zip(asked, weights) if not vocabulary.variants(t))
         # The predicate: lower-case words that are not the answer's frame ("year", "name"). Names
         # are the topic and easy to match; whether the sentence says what is asked hangs on these.
         predicate = [(t, w) for t, w in zip(asked, weights) if t in predicate_terms]
         predicate_total = sum(w for _, w in predicate)
-        predicate_found = sum(w for t, w in predicate if t in sentence_terms) + 0.5 * sum(
-            w for t, w in predicate if t not in sentence_terms and t in neighbour_terms
+        predicate_found = sum(w for t, w in predicate if variants[t] & sentence_terms) + 0.5 * sum(
+            w for t, w in predicate if not variants[t] & sentence_terms and variants[t] & neighbour_terms
         )
         features = {
             "dense": hit.dense_score,
@@ -259,6 +265,14 @@ class Answerer:
             Citation(text=p.text, source=p.source, start=p.start, end=p.end, score=round(float(score), 4))
             for p, score in chosen
         ]
+
+
+def _decision_features(best: Candidate, candidates: list[Candidate]) -> dict[str, float]:
+    """The best sentence's signals, and how far it stands out from the other candidates: a
+    sentence that really answers is usually much closer to the question than its runners-up."""
+    others = [c.hit.dense_score for c in candidates if c is not best]
+    margin = best.hit.dense_score - (sum(others) / len(others) if others else 0.0)
+    return {**best.features, "margin": margin}
 
 
 def _compose(best: Candidate) -> str:

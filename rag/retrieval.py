@@ -81,8 +81,8 @@ class Retriever:
 
     def _lexical(self, query: str, depth: int) -> dict[int, float]:
         bm25 = self.index.bm25
-        vocabulary = bm25.vocab_dict
-        query_terms = [t for t in terms(query) if t in vocabulary]
+        vocabulary = self.index.vocabulary
+        query_terms = list(dict.fromkeys(v for t in terms(query) for v in vocabulary.variants(t)))
         if not query_terms:
             return {}
         scores = bm25.get_scores(query_terms)

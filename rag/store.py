@@ -14,6 +14,7 @@ Files no manifest refers to are removed on the next successful write.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import numpy as np
 
 from . import __version__
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
+from .text import Vocabulary
 from .types import Passage
 
 FORMAT_VERSION = 1
@@ -59,6 +61,11 @@ class IndexData:
     @property
     def sources(self) -> dict[str, SourceRecord]:
         return {path: SourceRecord(**record) for path, record in self.manifest["sources"].items()}
+
+    @functools.cached_property
+    def vocabulary(self) -> Vocabulary:
+        """The stemmed terms BM25 indexed, for matching question words."""
+        return Vocabulary(t for t in self.bm25.vocab_dict if t)
 
     def vectors(self) -> np.ndarray:
         """All passage vectors, in passage order (reconstructed from the flat FAISS index)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Iterable
 
 _WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 
@@ -43,3 +44,31 @@ def terms(text: str) -> list[str]:
         if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
             content.append(word)
     return _stemmer().stemWords(content) if content else []
+
+
+class Vocabulary:
+    """The stemmed terms of an index, with a fallback for inflections the stemmer leaves apart.
+
+    Snowball stems "invade" to "invad" and "invasion" to "invas"; a question term that the
+    documents never use is matched to the indexed terms that share all but its last letter
+    (at least four letters), so "When did Germany invade…" still finds "the German invasion".
+    """
+
+    def __init__(self, terms: Iterable[str]):
+        self.terms = frozenset(terms)
+        self._by_prefix: dict[str, list[str]] = {}
+        for term in self.terms:
+            if len(term) >= 4:
+                self._by_prefix.setdefault(term[:4], []).append(term)
+
+    def __contains__(self, term: str) -> bool:
+        return term in self.terms
+
+    def variants(self, term: str) -> list[str]:
+        """The indexed terms that stand for `term`: itself if indexed, else its near-inflections."""
+        if term in self.terms:
+            return [term]
+        if len(term) < 4:
+            return []
+        stem = term[: max(4, len(term) - 1)]
+        return [t for t in self._by_prefix.get(term[:4], ()) if t.startswith(stem) or term.startswith(t[: max(4, len(t) - 1)])]
