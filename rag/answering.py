@@ -38,6 +38,7 @@ from .extraction import (
     predicate_words,
     question_terms,
     resolve_date,
+    starts_with_pronoun,
     unknown_names,
 )
 from .store import IndexData
@@ -147,9 +148,15 @@ class Answerer:
         passage = hit.passage
         predicate_terms = predicate_words(question)
         sentence_terms = set(terms(passage.text))
+        neighbours = self._neighbours(passage, before=1, after=1)
         neighbour_terms = set()
-        for neighbour in self._neighbours(passage, before=1, after=1):
+        for neighbour in neighbours:
             neighbour_terms.update(terms(neighbour.text))
+        previous = [n for n in neighbours if n.position < passage.position]
+        if previous and starts_with_pronoun(passage.text):
+            # "He instructed his henchman…": he is whoever the sentence before named.
+            for name in find_names(previous[0].text, ""):
+                sentence_terms.update(terms(name.text))
         # A word the documents never use weighs like a typical word: "invade" against a text that
         # says "invasion" should not sink the answer. Unknown *names* are counted apart.
         vocabulary = self.index.vocabulary

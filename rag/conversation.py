@@ -8,7 +8,7 @@ and answer:
 - "And how many aircraft?" → the last question's frame with the new focus
   ("How many aircraft did the Germans attack with?");
 - other references (it, they, this treaty) → the new question, searched together with the
-  last standalone question, so retrieval sees what "it" was about.
+  last standalone question (and the one that continued), so retrieval sees what "it" was about.
 
 A question that names its own subject and has no such reference is searched as it is.
 """
@@ -36,8 +36,9 @@ _WH = re.compile(r"^\s*(?:who|whom|whose|what|which|when|where|why|how|did|does|
 @dataclass(frozen=True)
 class Turn:
     question: str  # as the user asked it
-    query: str  # the standalone question that was searched
+    query: str  # the standalone question it was understood as
     answer: Answer
+    context: tuple[str, ...] = ()  # earlier standalone questions searched beside it
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,12 @@ class Rewrite:
     """How a question is understood in its conversation."""
 
     question: str  # the standalone question: shown to the user and used to read the answer
-    search: str  # what retrieval is given (may add the previous question's words)
+    context: tuple[str, ...] = ()  # earlier questions whose words retrieval also gets
+
+    @property
+    def search(self) -> str:
+        """What retrieval is given: the question, and the words of the turns it continues."""
+        return " ".join((self.question, *self.context))
 
 
 def rewrite(question: str, history: list[Turn]) -> Rewrite:
@@ -57,27 +63,29 @@ def rewrite(question: str, history: list[Turn]) -> Rewrite:
     'What happened to Schulenburg later?'
     """
     if not history:
-        return Rewrite(question, question)
+        return Rewrite(question)
     last = history[-1]
     connective = _CONNECTIVE.match(question)
     person_reference = _PERSON_PRONOUNS.search(question)
     other_reference = _OTHER_REFERENCES.search(question)
     short = len(re.findall(r"\w+", question)) <= 3
     if not (connective or person_reference or other_reference or short):
-        return Rewrite(question, question)
+        return Rewrite(question)
 
     standalone = question
     if connective:
         rest = question[connective.end():].strip()
         standalone = _reframe(rest, last.query) if rest else last.query
-    if person_reference:
+    if _PERSON_PRONOUNS.search(standalone):
         person = _last_person(last)
         if person:
             standalone = _replace_person(standalone, person)
-    if standalone != question and not other_reference and not _PERSON_PRONOUNS.search(standalone):
-        return Rewrite(standalone, standalone)
-    # The reference is not resolved to words: search with the last question beside this one.
-    return Rewrite(standalone, f"{standalone} {last.query}")
+    resolved = standalone != question and not _OTHER_REFERENCES.search(standalone) and not _PERSON_PRONOUNS.search(standalone)
+    if resolved:
+        return Rewrite(standalone)
+    # A reference left in words ("it", "they", "this treaty"): retrieval also gets the last
+    # turn's question, and what that one continued, so it sees what the reference is about.
+    return Rewrite(standalone, context=(last.query, *last.context[:1]))
 
 
 def _reframe(rest: str, previous: str) -> str:
@@ -138,7 +146,7 @@ class Conversation:
         understood = rewrite(question, self.history)
         answer = self.assistant.ask_standalone(understood.question, search=understood.search, min_confidence=min_confidence)
         if min_confidence is None:
-            self.history.append(Turn(question=question, query=understood.question, answer=answer))
+            self.history.append(Turn(question, understood.question, answer, understood.context))
         return answer
 
     def reset(self) -> None:

@@ -315,3 +315,11 @@ def predicate_words(question: str) -> set[str]:
     words = [m.group(0) for m in re.finditer(r"[\w'’\-]+", question)]
     lower = [w for i, w in enumerate(words) if w[0].islower() or (i == 0 and w.lower() in STOPWORDS)]
     return {t for w in lower for t in terms(w)} - _FRAME_WORDS
+
+
+_SUBJECT_PRONOUN = re.compile(r"^[\"“'‘]?(?:He|She|They|His|Her|Their)\b")
+
+
+def starts_with_pronoun(sentence: str) -> bool:
+    """The sentence's subject is a personal pronoun, named in an earlier sentence."""
+    return bool(_SUBJECT_PRONOUN.match(sentence))
