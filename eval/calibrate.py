@@ -24,10 +24,11 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from rag import Assistant
+from rag import Answer, Assistant
 from rag.answering import CALIBRATION_FILE
 from rag.settings import SAMPLE_DOCUMENT
 
@@ -45,18 +46,29 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 L2 = 0.01  # ridge on the weights (not the bias): keeps them finite on separable data
 
 
+def example(assistant: Assistant, question: str, correct: Callable[[Answer], bool] | None) -> tuple[dict, int] | None:
+    """The question's features and label: 1 when its would-be answer is `correct` (None: unanswerable)."""
+    features = assistant.answer_features(question)
+    if features is None:
+        return None
+    label = int(correct is not None and correct(assistant.ask(question, min_confidence=0.0)))
+    return features, label
+
+
 def own_examples(assistant: Assistant, questions: Path) -> list[tuple[dict, int]]:
-    examples = []
-    for q in load_questions(questions).questions:
-        features = assistant.answer_features(q.question)
-        if features is None:
-            continue
-        label = 0
-        if q.answerable:
-            answer = assistant.ask(q.question, min_confidence=0.0)
-            label = int(q.matches(answer.text))
-        examples.append((features, label))
-    return examples
+    found = [
+        example(assistant, q.question, (lambda answer, q=q: q.matches(answer.text)) if q.answerable else None)
+        for q in load_questions(questions).questions
+    ]
+    return [e for e in found if e is not None]
+
+
+def _cites_gold(gold: tuple[str, ...]) -> Callable[[Answer], bool]:
+    def check(answer: Answer) -> bool:
+        cited = " ".join(squad_normalize(c.text) for c in answer.citations)
+        return any(squad_normalize(g) in cited for g in gold)
+
+    return check
 
 
 def squad_examples(path: Path, articles: int, per_article: int) -> list[tuple[dict, int]]:
@@ -67,20 +79,12 @@ def squad_examples(path: Path, articles: int, per_article: int) -> list[tuple[di
     folder = Path(tempfile.mkdtemp(prefix="rag-calibrate-"))
     write_documents(selected, folder / "docs")
     assistant = Assistant.build([folder / "docs"], index_dir=folder / "index")
-    examples = []
+    found = []
     for article in selected:
         step = max(1, len(article.questions) // per_article)
         for q in article.questions[::step][:per_article]:
-            features = assistant.answer_features(q.text)
-            if features is None:
-                continue
-            label = 0
-            if q.answerable:
-                answer = assistant.ask(q.text, min_confidence=0.0)
-                cited = " ".join(squad_normalize(c.text) for c in answer.citations)
-                label = int(any(squad_normalize(g) in cited for g in q.gold))
-            examples.append((features, label))
-    return examples
+            found.append(example(assistant, q.text, _cites_gold(q.gold) if q.answerable else None))
+    return [e for e in found if e is not None]
 
 
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:

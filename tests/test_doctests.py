@@ -1,0 +1,14 @@
+"""The worked examples in the docstrings of the pure-logic modules run as tests."""
+import doctest
+
+import pytest
+
+import rag.conversation
+import rag.extraction
+
+
+@pytest.mark.parametrize("module", [rag.extraction, rag.conversation], ids=lambda m: m.__name__)
+def test_docstring_examples_hold(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0
