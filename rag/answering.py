@@ -178,7 +178,7 @@ class Answerer:
         features = {
             "dense": hit.dense_score,
             "coverage": (in_sentence + 0.5 * in_context) / total,
-            "unknown": min(1.0, 0.5 * len(unknown_names(question, self._idf))),
+            "unknown": 1.0 if unknown_names(question, self._idf) else 0.0,
             "unknown_words": unknown_words / total,
             "predicate": predicate_found / predicate_total if predicate_total else 1.0,
             "typed": typed,
@@ -212,18 +212,18 @@ class Answerer:
                         return span, (previous,)
             return None, ()
         if shape.answer_type == "number":
-            spans = find_numbers(sentence, shape.focus)
-        elif shape.answer_type in ("person", "place"):
-            spans = find_names(sentence, question, places=shape.answer_type == "place")
-        else:
-            # What, why, how: the sentence is the answer; a following sentence that continues
-            # it ("He was convinced that…") is part of the answer too.
-            following = self._neighbours(passage, before=0, after=1)
-            if following and following[0].paragraph == passage.paragraph and continues(following[0].text):
-                return None, (following[0],)
-            return None, ()
-        close = [s for s in spans if distance_to_question(sentence, s, question) <= MAX_ANSWER_DISTANCE]
-        return (close[0] if close else None), ()
+            numbers = find_numbers(sentence, shape.focus)
+            close = [n for n in numbers if distance_to_question(sentence, n, question) <= MAX_ANSWER_DISTANCE]
+            return (close[0] if close else None), ()
+        if shape.answer_type in ("person", "place"):
+            names = find_names(sentence, question, places=shape.answer_type == "place", max_distance=MAX_ANSWER_DISTANCE)
+            return (names[0] if names else None), ()
+        # What, why, how: the sentence is the answer; a following sentence that continues it
+        # ("He was convinced that…") is part of the answer too.
+        following = self._neighbours(passage, before=0, after=1)
+        if following and following[0].paragraph == passage.paragraph and continues(following[0].text):
+            return None, (following[0],)
+        return None, ()
 
     def _neighbours(self, passage: Passage, *, before: int, after: int) -> list[Passage]:
         """Passages of the same source around `passage`, in document order (itself excluded)."""

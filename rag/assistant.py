@@ -16,7 +16,7 @@ from .retrieval import MODES, Mode, Retriever
 from .settings import SAMPLE_DOCUMENT, TEXT_EXTENSIONS, ChunkSettings, default_index_dir, default_model
 from .splitting import split_document
 from .store import SourceRecord
-from .text import terms
+from .text import TOKENIZER_VERSION, terms
 from .types import Answer, Document, Hit, Passage
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class Assistant:
             "dimension": None,  # filled in once the model is loaded, only if something is embedded
             "normalized": True,
             "chunking": chunking.to_dict(),
+            "tokenizer": TOKENIZER_VERSION,
         }
         report = BuildReport(skipped=collected.skipped)
         with store.lock(index_dir):
@@ -245,7 +246,7 @@ def _load_previous(index_dir: Path, settings: dict, report: BuildReport) -> stor
         report.rebuilt_because = str(error).split(";")[0]
         return None
     manifest = previous.manifest
-    for key in ("model", "chunking", "normalized"):
+    for key in ("model", "chunking", "normalized", "tokenizer"):
         if manifest.get(key) != settings[key]:
             report.rebuilt_because = f"{key} changed from {manifest.get(key)!r} to {settings[key]!r}"
             return None

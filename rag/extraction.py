@@ -169,8 +169,11 @@ def _is_year_or_day(sentence: str, match: re.Match) -> bool:
     return any(d.start <= match.start() < d.end for d in find_dates(sentence))
 
 
-def find_names(sentence: str, question: str, *, places: bool = False) -> list[Span]:
+def find_names(sentence: str, question: str, *, places: bool = False, max_distance: int | None = None) -> list[Span]:
     """Capitalised names in the sentence that the question does not already contain, best first.
+
+    With `max_distance`, names farther than that (in words, adjusted by how much they look like
+    what is asked) from every word the sentence shares with the question are left out.
 
     Names close to the words the sentence shares with the question come first ("the German
     ambassador to the Soviet Union, Schulenburg": Schulenburg, for "Who was the German
@@ -183,6 +186,7 @@ def find_names(sentence: str, question: str, *, places: bool = False) -> list[Sp
     for match in _NAME.finditer(sentence):
         words = match.group(0).split()
         start = match.start()
+        before_name = sentence[:start].rstrip().lower()
         # Drop a sentence-initial word that is capitalised only because it starts the sentence.
         at_start = not sentence[:start].strip(" \"'“‘(*")
         if at_start and (words[0].lower() in STOPWORDS or _is_common_opener(words[0])):
@@ -201,11 +205,30 @@ def find_names(sentence: str, question: str, *, places: bool = False) -> list[Sp
         # A place may be named in the question too: the Brest treaty was signed "in Brest".
         if text in _NOT_NAMES or (not set(terms(text)) - asked and not preferred):
             continue
-        if not places and (before.endswith((" the", " a", " an")) or before in ("the", "a", "an")):
+        if not places and any(b.endswith((" the", " a", " an")) or b in ("the", "a", "an") for b in (before, before_name)):
             continue
         distance = min((_words_between(sentence, start, match.end(), a) for a in anchors), default=99)
-        spans.append((distance - (3 if preferred else 0), start, Span(text=text, start=start, end=match.end())))
+        if places:
+            distance -= 3 if preferred else 0
+        else:
+            distance += _person_evidence(sentence, before, match.end())
+        if max_distance is not None and distance > max_distance:
+            continue
+        spans.append((distance, start, Span(text=text, start=start, end=match.end())))
     return [span for _, _, span in sorted(spans, key=lambda item: (item[0], item[1]))]
+
+
+def _person_evidence(sentence: str, before: str, end: int) -> int:
+    """Words of distance to add (or, negative, remove) for how much a name looks like a person's.
+
+    "Pavlenko, who was the editor-in-chief of Military History": Pavlenko is followed by ", who"
+    and Military History comes after "of", as places and organisations do.
+    """
+    if re.match(r"\s*,\s*(?:who|whose|whom)\b", sentence[end:]):
+        return -6
+    if re.search(r"\b(?:in|at|from|of|into|through|across|near|over)$", before):
+        return 3
+    return 0
 
 
 def distance_to_question(sentence: str, span: Span, question: str) -> int:

@@ -5,6 +5,10 @@ import re
 from functools import lru_cache
 from typing import Iterable
 
+# Bumped whenever `terms` changes: an index whose BM25 vocabulary was built by another version
+# of it is rebuilt, never mixed.
+TOKENIZER_VERSION = 2
+
 _WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 
 # Function words carry no evidence of relevance. A short list on purpose: question words that
@@ -32,6 +36,34 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+# Irregular past forms the stemmer cannot join to their verb: "tore up" must match "tear up".
+_IRREGULAR = {
+    past: base
+    for base, forms in {
+        "arise": "arose arisen", "be": "was were been", "bear": "bore born borne", "beat": "beaten",
+        "become": "became", "begin": "began begun", "bite": "bit bitten", "blow": "blew blown",
+        "break": "broke broken", "bring": "brought", "build": "built", "buy": "bought", "catch": "caught",
+        "choose": "chose chosen", "come": "came", "deal": "dealt", "dig": "dug", "do": "did done",
+        "draw": "drew drawn", "drink": "drank drunk", "drive": "drove driven", "eat": "ate eaten",
+        "fall": "fell fallen", "feel": "felt", "fight": "fought", "find": "found", "flee": "fled",
+        "fly": "flew flown", "forbid": "forbade forbidden", "forget": "forgot forgotten", "freeze": "froze frozen",
+        "get": "got gotten", "give": "gave given", "go": "went gone", "grow": "grew grown", "hang": "hung",
+        "have": "had", "hear": "heard", "hide": "hid hidden", "hold": "held", "keep": "kept", "know": "knew known",
+        "lay": "laid", "lead": "led", "leave": "left", "lend": "lent", "lie": "lay lain", "lose": "lost",
+        "make": "made", "mean": "meant", "meet": "met", "pay": "paid", "ride": "rode ridden", "ring": "rang rung",
+        "rise": "rose risen", "run": "ran", "say": "said", "see": "saw seen", "seek": "sought", "sell": "sold",
+        "send": "sent", "shake": "shook shaken", "shoot": "shot", "sing": "sang sung", "sink": "sank sunk",
+        "sit": "sat", "sleep": "slept", "speak": "spoke spoken", "spend": "spent", "stand": "stood",
+        "steal": "stole stolen", "strike": "struck stricken", "swear": "swore sworn", "swim": "swam swum",
+        "take": "took taken", "teach": "taught", "tear": "tore torn", "tell": "told", "think": "thought",
+        "throw": "threw thrown", "understand": "understood", "wake": "woke woken", "wear": "wore worn",
+        "win": "won", "write": "wrote written", "withdraw": "withdrew withdrawn", "overthrow": "overthrew overthrown",
+        "die": "dead death", "invade": "invasion", "sign": "signature",
+    }.items()
+    for past in forms.split()
+}
+
+
 def terms(text: str) -> list[str]:
     """Stemmed content words: the vocabulary of BM25 and of lexical overlap.
 
@@ -41,6 +73,7 @@ def terms(text: str) -> list[str]:
     content = []
     for word in words(text):
         word = re.sub(r"['’]s$", "", word)
+        word = _IRREGULAR.get(word, word)
         if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
             content.append(word)
     return _stemmer().stemWords(content) if content else []
