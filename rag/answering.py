@@ -1,7 +1,7 @@
 """From retrieved sentences to an answer: pick the supporting sentence, read the direct answer
 out of it, cite it verbatim, or abstain when the documents do not hold the answer.
 
-The decision to answer is a logistic model over five signals of the best sentence, fitted on
+The decision to answer is a logistic model over seven signals of the best sentence, fitted on
 labelled questions by `eval/calibrate.py` and stored in `rag/calibration.json`:
 
 - dense: cosine similarity between question and sentence;
@@ -51,7 +51,7 @@ YEAR_LOOKBACK = 12
 # How many earlier sentences "on that day" may look back through for the day it means.
 ANAPHORA_LOOKBACK = 3
 # A name or number farther than this many words from every word the sentence shares with the
-# question is not taken as the answer ("the Bulgarian ambassador" is not "Stalin", 20 words on).
+# question is not taken as the answer: a name a clause or two away is about something else.
 MAX_ANSWER_DISTANCE = 8
 # Retrieved sentences considered as the answer.
 CANDIDATES = 8
