@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 
 from rag import Answer, Assistant
-from rag.answering import CALIBRATION_FILE
+from rag.answering import CALIBRATION_FILE, Calibration
+from rag.errors import ConfigError
 from rag.settings import SAMPLE_DOCUMENT
 
 from .questions import DEFAULT_QUESTIONS, load_questions
@@ -115,6 +116,18 @@ def choose_threshold(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     return float(allowed[-1]) if len(allowed) else float(probabilities[0])
 
 
+def _ensure_usable_calibration() -> None:
+    """Asking questions needs a calibration that matches the answerer's features; when the
+    shipped one does not (a feature was added or removed), start from a neutral one."""
+    try:
+        Calibration.load().probability({name: 0.0 for name in FEATURES})
+        return
+    except ConfigError:
+        pass
+    neutral = {"weights": {name: 0.0 for name in FEATURES}, "bias": 0.0, "threshold": 0.5, "source": "neutral placeholder"}
+    CALIBRATION_FILE.write_text(json.dumps(neutral, indent=1) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
@@ -125,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     args = parser.parse_args(argv)
 
+    _ensure_usable_calibration()
     folder = Path(tempfile.mkdtemp(prefix="rag-calibrate-"))
     sets = {"own": own_examples(Assistant.build([SAMPLE_DOCUMENT], index_dir=folder / "sample"), args.questions)}
     for name, path in (("squad-v2", args.squad_v2), ("squad-v1", args.squad_v1)):

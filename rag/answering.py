@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from .extraction import (
     starts_with_pronoun,
     unknown_names,
 )
+from .errors import ConfigError
 from .store import IndexData
 from .text import terms
 from .types import Answer, Citation, Hit, Passage
@@ -68,21 +69,29 @@ ABSTAIN_TEXT = "The documents don't say. No passage in them answers this questio
 class Calibration:
     """The abstention model: P(answerable) = sigmoid(bias + Σ weight·feature); answer when ≥ threshold."""
 
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"dense": 4.0, "coverage": 4.0, "unknown": -3.0, "unknown_words": -2.0, "typed": 1.5}
-    )
-    bias: float = -4.0
-    threshold: float = 0.5
-    source: str = "untrained defaults"
+    weights: dict[str, float]
+    bias: float
+    threshold: float
+    source: str  # how it was fitted
 
     @classmethod
     def load(cls, path: Path = CALIBRATION_FILE) -> "Calibration":
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(weights=data["weights"], bias=data["bias"], threshold=data["threshold"], source=data.get("source", str(path)))
+        """Raises:
+        ConfigError: the file is missing or malformed (it ships with the package).
+        """
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(weights=data["weights"], bias=data["bias"], threshold=data["threshold"], source=data["source"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{path} is missing or malformed ({error}); refit it with `python -m eval.calibrate`") from None
 
     def probability(self, features: dict[str, float]) -> float:
+        missing = set(self.weights) - set(features)
+        if missing:
+            raise ConfigError(
+                f"{CALIBRATION_FILE.name} weighs features the answerer no longer computes ({', '.join(sorted(missing))}); "
+                "refit it with `python -m eval.calibrate`"
+            )
         z = self.bias + sum(self.weights[name] * features[name] for name in self.weights)
         return 1.0 / (1.0 + math.exp(-z))
 
