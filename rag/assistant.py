@@ -65,8 +65,17 @@ class Assistant:
 
     @classmethod
     def default(cls, *, progress: bool = False) -> "Assistant":
-        """The bundled sample document, indexed on first use and reused afterwards."""
-        return cls.build([SAMPLE_DOCUMENT], index_dir=default_index_dir(), progress=progress)
+        """The default index: the bundled sample document, indexed on first use and reused.
+
+        If `rag index PATH` (without --index) has put other documents there, those are kept:
+        the index is brought up to date with its own sources, never reset to the sample.
+        """
+        index_dir = default_index_dir()
+        if store.exists(index_dir):
+            sources = [Path(s) for s in store.read_manifest(index_dir)["sources"] if Path(s).is_file()]
+            if sources:
+                return cls.build(sources, index_dir=index_dir, progress=progress)
+        return cls.build([SAMPLE_DOCUMENT], index_dir=index_dir, progress=progress)
 
     @classmethod
     def build(

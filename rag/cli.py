@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--floors", help="fail (exit 1) if a metric drops below the floors in this JSON file")
     evaluate.set_defaults(run=_run_eval)
 
+    ui = commands.add_parser("ui", help="serve the browser interface (chat, sources, uploads, a JSON /ask endpoint)")
+    _index_option(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    ui.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    ui.set_defaults(run=_run_ui)
+
     bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
     bench.add_argument("--out", default="eval/out/bench.json", help="where to write the JSON results")
     bench.add_argument("--passages", type=int, default=10000, help="synthetic passages for the size measurement")
@@ -231,6 +237,13 @@ def _run_eval(args) -> int:
         out=Path(args.out),
         floors=Path(args.floors) if args.floors else None,
     )
+
+
+def _run_ui(args) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.app import main as serve  # gradio is heavy: imported only for this command
+
+    return serve(args.index, host=args.host, port=args.port)
 
 
 def _run_bench(args) -> int:

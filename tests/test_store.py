@@ -327,3 +327,17 @@ def test_manifest_missing_a_required_key_is_corrupt(corpus, index_dir):
 
     with pytest.raises(IndexCorruptError, match="rag index"):
         Assistant.open(index_dir)
+
+
+def test_default_index_keeps_what_rag_index_put_there(tmp_path):
+    from rag.settings import default_index_dir
+
+    note = tmp_path / "note.txt"
+    note.write_text("The lighthouse at Kerrow Point was lit for the first time in 1871.\n", encoding="utf-8")
+    Assistant.build([note], index_dir=default_index_dir())  # what `rag index note.txt` does
+
+    assistant = Assistant.default()  # what `rag ask` without --index opens
+
+    assert {p.source for p in assistant.passages} == {str(note.resolve())}
+    assert assistant.last_build.embedded == 0
+    assert "1871" in assistant.ask("When was the lighthouse at Kerrow Point first lit?").text

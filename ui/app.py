@@ -1,0 +1,271 @@
+"""The Gradio app: a chat whose answers cite numbered sources, a sources panel, uploads, and /ask.
+
+Every piece of document text shown in the page goes through `html.escape` first: a document is
+data, and a `<script>` or `<img onerror=...>` inside one must appear as text, never run.
+
+Only the public `rag` API is used (`Assistant`, `Answer`, `Conversation`, `RagError`).
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+
+from rag import Answer, Assistant  # noqa: E402
+from rag.errors import DocumentError, RagError  # noqa: E402
+
+# Characters of surrounding text shown on each side of a cited sentence in the sources panel:
+# enough for the sentence before and after, which is where "the same year" gets its year.
+CONTEXT_CHARS = 300
+# Largest accepted upload. Plain-text documents are rarely bigger; a larger file is more likely
+# a mistake (a dump, a binary) and would block the index for minutes on a laptop CPU.
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+UPLOAD_EXTENSIONS = (".txt", ".md")
+# Bytes inspected for a NUL when deciding whether an upload is binary: text files never hold one.
+BINARY_SNIFF_BYTES = 8192
+EXAMPLES = [
+    "When was the Brest peace treaty signed?",
+    "Who was the German ambassador?",
+    "What happened to him later?",
+]
+
+
+class AssistantHolder:
+    """The assistant every browser session of one app uses; an upload swaps in a rebuilt one.
+
+    One holder per app (not per session): after an upload all sessions see the new documents.
+    The lock keeps two uploads from rebuilding the index at the same time.
+    """
+
+    def __init__(self, assistant: Assistant):
+        self.assistant = assistant
+        self.lock = threading.Lock()
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~$])")
+
+
+def _text(value: str) -> str:
+    """Document or user text made safe for the chat's Markdown: HTML-escaped, Markdown-inert."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(value))
+
+
+def render_answer(question: str, answer: Answer) -> str:
+    """The chat message for an answer: its text with numbered citation markers, or a distinct
+    "the documents don't say" look, and the understood query when it differs from the question."""
+    if answer.grounded:
+        markers = "".join(f"<sup>[{n}]</sup>" for n in range(1, len(answer.citations) + 1))
+        body = f"{_text(answer.text)} {markers}".rstrip()
+    else:
+        body = f"> 🤷 *{_text(answer.text)}*"
+    if answer.query and answer.query.strip() != question.strip():
+        body += f"\n\n<small>Understood as: “{_text(answer.query)}”</small>"
+    return body
+
+
+def _source_text(source: str, encoding: str) -> str | None:
+    try:
+        with open(source, encoding=encoding, newline="") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError, LookupError):
+        return None
+
+
+def render_sources(answer: Answer | None, manifest: dict | None = None) -> str:
+    """The sources panel: for each citation, the file, offsets, score and the cited sentence
+    highlighted in its surrounding text. Everything from a document is escaped."""
+    if answer is None or not answer.citations:
+        note = "No sources yet: ask a question." if answer is None else "No sources: the documents don't answer this."
+        return f'<div class="rag-sources"><p><em>{html.escape(note)}</em></p></div>'
+    records = (manifest or {}).get("sources", {})
+    items = []
+    for number, citation in enumerate(answer.citations, 1):
+        record = records.get(citation.source) or {}
+        encoding = record.get("encoding") if isinstance(record, dict) else None
+        text = _source_text(citation.source, encoding or "utf-8")
+        if text is not None and text[citation.start : citation.end] == citation.text:
+            before = text[max(0, citation.start - CONTEXT_CHARS) : citation.start]
+            after = text[citation.end : citation.end + CONTEXT_CHARS]
+            lead = "…" if citation.start > CONTEXT_CHARS else ""
+            tail = "…" if citation.end + CONTEXT_CHARS < len(text) else ""
+        else:  # the file changed or vanished since indexing: show the citation alone
+            before = after = lead = tail = ""
+        excerpt = (
+            f"{lead}{html.escape(before)}<mark>{html.escape(citation.text)}</mark>{html.escape(after)}{tail}"
+        )
+        items.append(
+            f'<li class="rag-source"><div><strong>[{number}] {html.escape(Path(citation.source).name)}</strong>'
+            f" · chars {citation.start}–{citation.end} · score {citation.score:.3f}</div>"
+            f'<blockquote style="white-space: pre-wrap; margin: 0.3em 0 0.8em 0;">{excerpt}</blockquote></li>'
+        )
+    return f'<div class="rag-sources"><ol>{"".join(items)}</ol></div>'
+
+
+def render_status(assistant: Assistant) -> str:
+    """One line: what the index holds and when it was last updated."""
+    status = assistant.status()
+    stale = f" · ⚠️ stale: {_text(', '.join(status['stale']))}" if status.get("stale") else ""
+    return (
+        f"Index: **{status['documents']}** document(s) · **{status['passages']}** passages · "
+        f"model `{html.escape(Path(str(status['model'])).name)}` · updated {html.escape(str(status['updated_at']))}{stale}"
+    )
+
+
+# -- uploads ------------------------------------------------------------------------------------
+
+
+def safe_upload_name(name: str) -> str:
+    """The file name an upload is stored under: the base name only, restricted to safe characters.
+
+    >>> safe_upload_name("../../etc/My notes (1).md")
+    'My_notes_1_.md'
+
+    Raises:
+        DocumentError: the name is empty after cleaning or has an unsupported extension.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._-")
+    if not cleaned or Path(cleaned).suffix.lower() not in UPLOAD_EXTENSIONS:
+        raise DocumentError(f"cannot upload {base!r}: only {', '.join(UPLOAD_EXTENSIONS)} files are accepted")
+    return cleaned
+
+
+def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
+    """Copy an uploaded file into `<index_dir>/uploads/` and rebuild the index incrementally.
+
+    Returns:
+        A one-line summary for the user.
+    Raises:
+        DocumentError: too large, binary, unsupported, or unreadable.
+    """
+    path = Path(path)
+    name = safe_upload_name(path.name)
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise DocumentError(f"{name} is {size / 1e6:.1f} MB; upload files of at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    with open(path, "rb") as handle:
+        if b"\0" in handle.read(BINARY_SNIFF_BYTES):
+            raise DocumentError(f"{name} looks binary; upload plain-text {' or '.join(UPLOAD_EXTENSIONS)} files")
+    with holder.lock:
+        current = holder.assistant
+        uploads = Path(current.index_dir) / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        if progress:
+            progress(0.1, desc=f"Copying {name}")
+        shutil.copyfile(path, uploads / name)
+        # The documents indexed so far (those still on disk) plus the whole uploads folder.
+        sources = [
+            s for s in current.manifest["sources"] if Path(s).exists() and uploads.resolve() not in Path(s).resolve().parents
+        ]
+        if progress:
+            progress(0.3, desc="Updating the index")
+        rebuilt = Assistant.build([*sources, uploads], index_dir=current.index_dir)
+        holder.assistant = rebuilt
+    report = rebuilt.last_build
+    skipped = [reason for p, reason in (report.skipped if report else []) if Path(p).name == name]
+    if skipped:
+        return f"⚠️ {name} was not indexed: {skipped[0]}"
+    return f"✅ Added {name}: {report.passages if report else len(rebuilt.passages)} passages indexed."
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+def build_app(assistant: Assistant) -> gr.Blocks:
+    """The Gradio Blocks app over `assistant`; launch it with `.launch()`.
+
+    The named endpoint `/ask` takes a question and returns `Answer.to_dict()`.
+    """
+    holder = AssistantHolder(assistant)
+
+    def respond(question, history, conversation):
+        history = list(history or [])
+        question = (question or "").strip()
+        if not question:
+            return history, gr.skip(), conversation, ""
+        current = holder.assistant
+        if conversation is None or conversation.assistant is not current:
+            conversation = current.chat()  # first question, or the index changed since
+        history.append({"role": "user", "content": _text(question)})
+        try:
+            answer = conversation.ask(question)
+        except RagError as error:
+            history.append({"role": "assistant", "content": f"⚠️ {_text(str(error))}"})
+            return history, render_sources(None), conversation, ""
+        history.append({"role": "assistant", "content": render_answer(question, answer)})
+        return history, render_sources(answer, current.manifest), conversation, ""
+
+    def new_conversation(conversation):
+        if conversation is not None:
+            conversation.reset()
+        return [], render_sources(None), conversation
+
+    def upload(file, progress=gr.Progress()):
+        if not file:
+            return gr.skip(), render_status(holder.assistant), None
+        try:
+            message = add_upload(holder, file, progress=progress)
+        except RagError as error:
+            message = f"⚠️ {_text(str(error))}"
+        except OSError as error:
+            message = f"⚠️ could not read the upload: {_text(error.strerror or str(error))}"
+        return message, render_status(holder.assistant), None
+
+    def ask(question: str) -> dict:
+        """Answer one question from the indexed documents: {"answer", "grounded", "citations", "query", "confidence"}."""
+        try:
+            return holder.assistant.ask(question).to_dict()
+        except RagError as error:
+            raise gr.Error(str(error)) from None
+
+    with gr.Blocks(title="rag: ask your documents") as app:
+        gr.Markdown("## Ask your documents\nEvery answer cites verbatim sentences; when the documents don't say, it says so.")
+        status = gr.Markdown(render_status(assistant), elem_id="rag-status")
+        conversation = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversation", elem_id="rag-chat", height=420)
+                with gr.Row():
+                    question = gr.Textbox(
+                        placeholder="Ask a question…", show_label=False, scale=5, elem_id="rag-question", max_lines=3
+                    )
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="rag-ask")
+                gr.Examples(EXAMPLES, inputs=[question], label="Examples")
+                reset = gr.Button("New conversation", elem_id="rag-new")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.HTML(render_sources(None), elem_id="rag-sources")
+                with gr.Accordion("Add a document", open=False):
+                    file = gr.File(label="A .txt or .md file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath")
+                    upload_message = gr.Markdown(elem_id="rag-upload-message")
+
+        gr.on(
+            triggers=[send.click, question.submit],
+            fn=respond,
+            inputs=[question, chatbot, conversation],
+            outputs=[chatbot, sources, conversation, question],
+            api_visibility="private",
+        )
+        reset.click(new_conversation, [conversation], [chatbot, sources, conversation], api_visibility="private")
+        file.upload(upload, [file], [upload_message, status, file], api_visibility="private")
+        gr.api(ask, api_name="ask")
+    return app
+
+
+def main(index: str | None = None, host: str = "127.0.0.1", port: int = 7860) -> int:
+    """Open the index (or the bundled sample) and serve the app until interrupted."""
+    assistant = Assistant.open(index) if index else Assistant.default(progress=True)
+    app = build_app(assistant)
+    print(f"Serving {assistant.index_dir} on http://{host}:{port} (Ctrl+C stops)")
+    app.queue().launch(server_name=host, server_port=port, show_error=False, quiet=True)
+    return 0
