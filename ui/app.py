@@ -53,11 +53,16 @@ class AssistantHolder:
 # -- rendering ----------------------------------------------------------------------------------
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~$])")
+# A line starting "1902." or "- " would otherwise become a list item (an answer "1902. “…”" does).
+_LIST_MARKER = re.compile(r"^(\s*)(\d+)([.)])|^(\s*)([-+])(?=\s)", re.MULTILINE)
 
 
 def _text(value: str) -> str:
     """Document or user text made safe for the chat's Markdown: HTML-escaped, Markdown-inert."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(value))
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(value))
+    return _LIST_MARKER.sub(
+        lambda m: f"{m[1]}{m[2]}\\{m[3]}" if m[2] else f"{m[4]}\\{m[5]}", escaped
+    )
 
 
 def render_answer(question: str, answer: Answer) -> str:
@@ -175,7 +180,7 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
     skipped = [reason for p, reason in (report.skipped if report else []) if Path(p).name == name]
     if skipped:
         return f"⚠️ {name} was not indexed: {skipped[0]}"
-    return f"✅ Added {name}: {report.passages if report else len(rebuilt.passages)} passages indexed."
+    return f"✅ Added {name}; the index now holds {len(rebuilt.passages)} passages."
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -246,7 +251,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_sources(None), elem_id="rag-sources")
                 with gr.Accordion("Add a document", open=False):
-                    file = gr.File(label="A .txt or .md file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath")
+                    file = gr.File(label="A .txt or .md file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath", elem_id="rag-upload")
                     upload_message = gr.Markdown(elem_id="rag-upload-message")
 
         gr.on(

@@ -1,0 +1,236 @@
+"""The browser interface, served for real on 127.0.0.1 and driven by gradio_client and Chromium.
+
+The browser tests need Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`);
+they are skipped, saying so, only when it is absent. Screenshots go to artifacts/ (git-ignored).
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from rag.assistant import Assistant
+from rag.errors import DocumentError
+
+from conftest import BRIDGE_TEXT, source_text
+
+gr = pytest.importorskip("gradio")
+from ui.app import AssistantHolder, add_upload, build_app, render_answer, render_sources, safe_upload_name  # noqa: E402
+
+FLAGSHIP = "When was the Brest peace treaty signed?"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+# Generous: the first question loads the model's query path on a busy 2-core machine.
+ANSWER_TIMEOUT_MS = 60_000
+
+XSS_TEXT = """The Quillfen Lighthouse
+
+The Quillfen Lighthouse stands on a basalt rock north of the harbour of Selmark.
+
+In 1902 the keeper Orrin Vask painted the words <script>window.__xss=1</script> and <img src=x onerror="window.__xss=2"> on the lighthouse door.
+
+The lamp was electrified in 1931.
+"""
+XSS_QUESTION = "When did the keeper paint the words on the lighthouse door?"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _serve(assistant: Assistant):
+    app = build_app(assistant)
+    port = _free_port()
+    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return app, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="session")
+def served(sample):
+    """The app over the bundled sample, served on a free local port for the whole session."""
+    app, url = _serve(sample)
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _ask_in_page(page, question: str, answers_before: int) -> str:
+    """Type a question, send it, and return the text of the new answer once it is shown."""
+    page.locator("#rag-question textarea").fill(question)
+    page.locator("#rag-ask").click()
+    page.wait_for_function(
+        "n => document.querySelectorAll('#rag-chat [data-testid=\"bot\"]').length > n",
+        arg=answers_before,
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    return page.locator('#rag-chat [data-testid="bot"]').nth(answers_before).inner_text()
+
+
+# -- the /ask endpoint ----------------------------------------------------------------------------
+
+
+def test_ask_endpoint_answers_with_verbatim_citations(served):
+    from gradio_client import Client
+
+    result = Client(served, verbose=False).predict(FLAGSHIP, api_name="/ask")
+    assert result["grounded"] is True
+    assert "March" in result["answer"] and "1918" in result["answer"]
+    assert result["citations"]
+    for citation in result["citations"]:
+        assert source_text(citation["source"])[citation["start"] : citation["end"]] == citation["text"]
+    assert any("signed the Brest Peace Treaty" in c["text"] for c in result["citations"])
+
+
+def test_ask_endpoint_reports_a_bad_question_as_a_message(served):
+    from gradio_client import Client
+
+    with pytest.raises(Exception, match="the question is empty"):
+        Client(served, verbose=False).predict("   ", api_name="/ask")
+
+
+# -- the browser ----------------------------------------------------------------------------------
+
+
+def test_chat_in_the_browser_cites_and_follows_up(served, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(served)
+        page.wait_for_selector("#rag-question textarea")
+        assert "passages" in page.locator("#rag-status").inner_text()
+
+        answer = _ask_in_page(page, FLAGSHIP, 0)
+        assert "March" in answer and "1918" in answer
+        assert "[1]" in answer  # numbered citation markers
+        mark = page.locator("#rag-sources mark").filter(has_text="signed the Brest Peace Treaty")
+        mark.first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        assert "stalin-brest.txt" in page.locator("#rag-sources").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "ui-flagship.png"), full_page=True)
+
+        follow_up = _ask_in_page(page, "Who led them?", 1)
+        assert follow_up.strip()
+        page.screenshot(path=str(ARTIFACTS / "ui-follow-up.png"), full_page=True)
+
+        page.locator("#rag-new").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('#rag-chat [data-testid=\"bot\"]').length === 0", timeout=10_000
+        )
+    finally:
+        page.close()
+
+
+def test_document_markup_is_shown_as_text_and_never_runs(tmp_path, browser):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "quillfen.txt").write_text(XSS_TEXT, encoding="utf-8")
+    assistant = Assistant.build([tmp_path / "docs"], index_dir=tmp_path / "index")
+    assert assistant.ask(XSS_QUESTION).grounded  # otherwise this test would prove nothing
+    app, url = _serve(assistant)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(url)
+        page.wait_for_selector("#rag-question textarea")
+        answer = _ask_in_page(page, XSS_QUESTION, 0)
+        page.locator("#rag-sources mark").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        page.wait_for_timeout(500)  # give a broken image's onerror time to fire, were it markup
+        sources = page.locator("#rag-sources").inner_text()
+        for literal in ("<script>window.__xss=1</script>", '<img src=x onerror="window.__xss=2">'):
+            assert literal in sources
+            assert literal in answer
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        page.screenshot(path=str(ARTIFACTS / "ui-xss.png"), full_page=True)
+
+        # An upload is copied under the index folder and indexed; every session sees it.
+        upload = tmp_path / "varnholt bridge.txt"
+        upload.write_text(BRIDGE_TEXT, encoding="utf-8")
+        page.get_by_text("Add a document").click()
+        page.locator("#rag-upload input[type=file]").set_input_files(str(upload))
+        page.locator("#rag-upload-message").filter(has_text="Added varnholt_bridge.txt").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        assert "2 document(s)" in page.locator("#rag-status").inner_text()
+        assert (tmp_path / "index" / "uploads" / "varnholt_bridge.txt").exists()
+        bridge = _ask_in_page(page, "When was the Varnholt Bridge opened to traffic?", 1)
+        assert "1893" in bridge
+        page.screenshot(path=str(ARTIFACTS / "ui-upload.png"), full_page=True)
+    finally:
+        page.close()
+        app.close()
+
+
+# -- rendering and uploads, without a server ------------------------------------------------------
+
+
+def test_sources_panel_escapes_and_highlights(sample):
+    answer = sample.ask(FLAGSHIP)
+    panel = render_sources(answer, sample.manifest)
+    assert "<mark>" in panel and "signed the Brest Peace Treaty" in panel
+    assert "stalin-brest.txt" in panel and f"chars {answer.citations[0].start}–{answer.citations[0].end}" in panel
+    assert "No sources yet" in render_sources(None)
+
+
+def test_an_answer_the_documents_do_not_hold_looks_different(sample):
+    answer = sample.ask("What is the boiling point of mercury?")
+    assert not answer.grounded
+    assert render_answer("What is the boiling point of mercury?", answer).startswith("> ")
+
+
+@pytest.mark.parametrize(
+    "name, stored",
+    [("notes.md", "notes.md"), ("../../etc/My notes (1).txt", "My_notes_1_.txt"), ("C:\\x\\.hidden.md", "hidden.md")],
+)
+def test_upload_names_keep_only_a_safe_base_name(name, stored):
+    assert safe_upload_name(name) == stored
+
+
+@pytest.mark.parametrize("name", ["photo.png", "", "...", "notes.md.exe"])
+def test_upload_names_refuse_other_types(name):
+    with pytest.raises(DocumentError, match="only .txt, .md"):
+        safe_upload_name(name)
+
+
+def test_upload_adds_a_document_and_refuses_binary_and_large_files(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "quillfen.txt").write_text(XSS_TEXT, encoding="utf-8")
+    holder = AssistantHolder(Assistant.build([tmp_path / "docs"], index_dir=tmp_path / "index"))
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+
+    binary = incoming / "data.txt"
+    binary.write_bytes(b"text\0\1\2")
+    with pytest.raises(DocumentError, match="looks binary"):
+        add_upload(holder, binary)
+    large = incoming / "big.md"
+    large.write_bytes(b"a" * (5 * 1024 * 1024 + 1))
+    with pytest.raises(DocumentError, match="at most 5 MB"):
+        add_upload(holder, large)
+
+    bridge = incoming / "varnholt bridge.txt"
+    bridge.write_text(BRIDGE_TEXT, encoding="utf-8")
+    message = add_upload(holder, bridge)
+    assert "Added varnholt_bridge.txt" in message
+    assert (tmp_path / "index" / "uploads" / "varnholt_bridge.txt").exists()
+    assert holder.assistant.status()["documents"] == 2
+    answer = holder.assistant.ask("When was the Varnholt Bridge opened?")
+    assert answer.grounded and "1893" in answer.text
