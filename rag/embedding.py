@@ -78,6 +78,9 @@ def _load(path: str):
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" for a 22 MB model is noise
 
     try:
         return SentenceTransformer(path, device="cpu")
