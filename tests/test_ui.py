@@ -6,6 +6,9 @@ they are skipped, saying so, only when it is absent. Screenshots go to artifacts
 from __future__ import annotations
 
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,16 @@ from rag.errors import DocumentError
 from conftest import BRIDGE_TEXT, source_text
 
 gr = pytest.importorskip("gradio")
-from ui.app import AssistantHolder, add_upload, build_app, render_answer, render_sources, safe_upload_name  # noqa: E402
+from ui.app import (  # noqa: E402
+    PENDING,
+    AssistantHolder,
+    add_upload,
+    build_app,
+    render_answer,
+    render_sources,
+    safe_upload_name,
+    stream_steps,
+)
 
 FLAGSHIP = "When was the Brest peace treaty signed?"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -79,12 +91,16 @@ def browser():
 
 
 def _ask_in_page(page, question: str, answers_before: int) -> str:
-    """Type a question, send it, and return the text of the new answer once it is shown."""
+    """Type a question, send it, and return the text of the new answer once it has fully arrived
+    (a streamed message ends with PENDING until its final version replaces it)."""
     page.locator("#rag-question textarea").fill(question)
     page.locator("#rag-ask").click()
     page.wait_for_function(
-        "n => document.querySelectorAll('#rag-chat [data-testid=\"bot\"]').length > n",
-        arg=answers_before,
+        """([n, pending]) => {
+            const bots = document.querySelectorAll('#rag-chat [data-testid="bot"]');
+            return bots.length > n && !bots[n].innerText.trim().endsWith(pending);
+        }""",
+        arg=[answers_before, PENDING],
         timeout=ANSWER_TIMEOUT_MS,
     )
     return page.locator('#rag-chat [data-testid="bot"]').nth(answers_before).inner_text()
@@ -112,24 +128,91 @@ def test_ask_endpoint_reports_a_bad_question_as_a_message(served):
         Client(served, verbose=False).predict("   ", api_name="/ask")
 
 
+# Questions on the sample, each with a fragment only its right answer holds (None: not answered).
+CONCURRENT_QUESTIONS = {
+    "When was the Brest peace treaty signed?": "March 1918",
+    "How many tanks did the Germans attack with?": "4,300",
+    "How many aircraft were there?": "4,980",
+    "How many divisions did Germany have?": "181",
+    "Who was the German ambassador?": "Schulenburg",
+    "Who was the leader of the Bolsheviks?": "Lenin",
+    "When did Molotov meet the ambassador?": "June 23",
+    "When did Stalin die?": None,
+}
+
+
+def test_eight_concurrent_sessions_each_get_their_own_answer(served):
+    from gradio_client import Client
+
+    start = threading.Barrier(len(CONCURRENT_QUESTIONS))
+
+    def session(question: str) -> dict:
+        client = Client(served, verbose=False)  # its own session
+        start.wait(timeout=60)  # all eight ask at once
+        return client.predict(question, api_name="/ask")
+
+    with ThreadPoolExecutor(max_workers=len(CONCURRENT_QUESTIONS)) as pool:
+        futures = {question: pool.submit(session, question) for question in CONCURRENT_QUESTIONS}
+        results = {question: future.result(timeout=180) for question, future in futures.items()}
+    assert set(results) == set(CONCURRENT_QUESTIONS)
+    for question, expected in CONCURRENT_QUESTIONS.items():
+        result = results[question]
+        assert result["query"] == question
+        if expected is None:
+            assert result["grounded"] is False and not result["citations"], (question, result)
+        else:
+            assert result["grounded"] is True and expected in result["answer"], (question, result)
+    # No answer leaked into another session: only its own question's answer opens with its fragment
+    # (a quoted sentence may mention another's number, so only the answer's opening is compared).
+    for question, expected in CONCURRENT_QUESTIONS.items():
+        for other, result in results.items():
+            if expected is not None and other != question:
+                assert not result["answer"].startswith(expected), (question, other, result)
+
+
 # -- the browser ----------------------------------------------------------------------------------
 
 
 def test_chat_in_the_browser_cites_and_follows_up(served, browser):
+    from playwright.sync_api import expect
+
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     try:
         page.goto(served)
         page.wait_for_selector("#rag-question textarea")
         assert "passages" in page.locator("#rag-status").inner_text()
+        # Record every text the answer shows, to see it stream in.
+        page.evaluate(
+            """() => {
+                window.__shown = [];
+                new MutationObserver(() => {
+                    const bot = document.querySelector('#rag-chat [data-testid="bot"]');
+                    if (bot) window.__shown.push(bot.innerText.trim());
+                }).observe(document.querySelector('#rag-chat'), {childList: true, subtree: true, characterData: true});
+            }"""
+        )
 
         answer = _ask_in_page(page, FLAGSHIP, 0)
         assert "March" in answer and "1918" in answer
         assert "[1]" in answer  # numbered citation markers
+        partial = [t for t in page.evaluate("window.__shown") if t.endswith(PENDING) and len(t) > len(PENDING)]
+        assert partial, "the answer arrived in one piece instead of streaming"
+        assert answer.startswith(partial[0][: -len(PENDING)].strip())
         mark = page.locator("#rag-sources mark").filter(has_text="signed the Brest Peace Treaty")
         mark.first.wait_for(timeout=ANSWER_TIMEOUT_MS)
         assert "stalin-brest.txt" in page.locator("#rag-sources").inner_text()
         page.screenshot(path=str(ARTIFACTS / "ui-flagship.png"), full_page=True)
+
+        # The [1] marker brings source 1 into view: first scroll it out of a short viewport.
+        page.set_viewport_size({"width": 1280, "height": 400})
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        source = page.locator("#src-1")
+        assert "[1] stalin-brest.txt" in source.inner_text()
+        expect(source).not_to_be_in_viewport()
+        page.locator('#rag-chat a[href="#src-1"]').first.click()
+        expect(source).to_be_in_viewport(timeout=5_000)
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
         follow_up = _ask_in_page(page, "Who led them?", 1)
         assert follow_up.strip()
@@ -141,6 +224,26 @@ def test_chat_in_the_browser_cites_and_follows_up(served, browser):
         )
     finally:
         page.close()
+
+
+def test_two_browser_sessions_keep_their_own_conversations(served, browser):
+    """Two sessions ask different first questions, then the same follow-up: each follow-up is
+    understood from its own session's first turn."""
+    turns = {"Who was the German ambassador?": "Schulenburg", "Who was the leader of the Bolsheviks?": "Lenin"}
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 1000}) for _ in turns]
+    try:
+        pages = [context.new_page() for context in contexts]
+        for page in pages:
+            page.goto(served)
+            page.wait_for_selector("#rag-question textarea")
+        for page, (first, name) in zip(pages, turns.items()):
+            assert name in _ask_in_page(page, first, 0)
+        for page, name in zip(pages, turns.values()):
+            follow_up = _ask_in_page(page, "What happened to him later?", 1)
+            assert f"Understood as: “What happened to {name} later?”" in follow_up, follow_up
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_document_markup_is_shown_as_text_and_never_runs(tmp_path, browser):
@@ -180,6 +283,21 @@ def test_document_markup_is_shown_as_text_and_never_runs(tmp_path, browser):
 
 
 # -- rendering and uploads, without a server ------------------------------------------------------
+
+
+def test_markers_link_to_their_source_entries(sample):
+    answer = sample.ask(FLAGSHIP)
+    message, panel = render_answer(FLAGSHIP, answer), render_sources(answer, sample.manifest)
+    for number in range(1, len(answer.citations) + 1):
+        assert f'<a href="#src-{number}" class="rag-marker">[{number}]</a>' in message
+        assert f'id="src-{number}"' in panel
+
+
+def test_stream_steps_grow_by_words_to_the_whole_text():
+    steps = stream_steps("one two three four five six seven eight nine")
+    assert len(steps) > 1 and steps[-1] == "one two three four five six seven eight nine"
+    assert all(later.startswith(earlier) and len(later) > len(earlier) for earlier, later in pairwise(steps))
+    assert stream_steps("") == [""] and stream_steps("one") == ["one"]
 
 
 def test_sources_panel_escapes_and_highlights(sample):

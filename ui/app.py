@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -29,6 +30,13 @@ CONTEXT_CHARS = 300
 # a mistake (a dump, a binary) and would block the index for minutes on a laptop CPU.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 UPLOAD_EXTENSIONS = (".txt", ".md")
+# How a chat answer arrives: its words revealed in this many steps, this many seconds apart,
+# before the final message with its citation markers and the sources panel.
+STREAM_STEPS = 4
+STREAM_DELAY = 0.05
+# What a message still arriving ends with (alone, while the answer is being looked up); a final
+# message never does, so a reader (or a test) can tell the two apart.
+PENDING = "…"
 # Bytes inspected for a NUL when deciding whether an upload is binary: text files never hold one.
 BINARY_SNIFF_BYTES = 8192
 EXAMPLES = [
@@ -69,13 +77,24 @@ def render_answer(question: str, answer: Answer) -> str:
     """The chat message for an answer: its text with numbered citation markers, or a distinct
     "the documents don't say" look, and the understood query when it differs from the question."""
     if answer.grounded:
-        markers = "".join(f"<sup>[{n}]</sup>" for n in range(1, len(answer.citations) + 1))
+        # Each marker links to its entry in the sources panel (`id="src-N"`), bringing it into view.
+        markers = "".join(
+            f'<sup><a href="#src-{n}" class="rag-marker">[{n}]</a></sup>' for n in range(1, len(answer.citations) + 1)
+        )
         body = f"{_text(answer.text)} {markers}".rstrip()
     else:
         body = f"> 🤷 *{_text(answer.text)}*"
     if answer.query and answer.query.strip() != question.strip():
         body += f"\n\n<small>Understood as: “{_text(answer.query)}”</small>"
     return body
+
+
+def stream_steps(text: str, steps: int = STREAM_STEPS) -> list[str]:
+    """Growing prefixes of `text`, cut between words, the last one `text` itself: what a streamed
+    answer shows as it arrives (before its citation markers are added)."""
+    words = text.split(" ")
+    size = max(1, -(-len(words) // max(1, steps)))
+    return [" ".join(words[:end]) for end in range(size, len(words), size)] + [text]
 
 
 def _source_text(source: str, encoding: str) -> str | None:
@@ -109,7 +128,7 @@ def render_sources(answer: Answer | None, manifest: dict | None = None) -> str:
             f"{lead}{html.escape(before)}<mark>{html.escape(citation.text)}</mark>{html.escape(after)}{tail}"
         )
         items.append(
-            f'<li class="rag-source"><div><strong>[{number}] {html.escape(Path(citation.source).name)}</strong>'
+            f'<li class="rag-source" id="src-{number}"><div><strong>[{number}] {html.escape(Path(citation.source).name)}</strong>'
             f" · chars {citation.start}–{citation.end} · score {citation.score:.3f}</div>"
             f'<blockquote style="white-space: pre-wrap; margin: 0.3em 0 0.8em 0;">{excerpt}</blockquote></li>'
         )
@@ -194,21 +213,32 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     holder = AssistantHolder(assistant)
 
     def respond(question, history, conversation):
+        """A generator: the question and a placeholder at once, then the answer's words as they
+        are revealed, then the final message with citation markers together with its sources."""
         history = list(history or [])
         question = (question or "").strip()
         if not question:
-            return history, gr.skip(), conversation, ""
+            yield history, gr.skip(), conversation, ""
+            return
         current = holder.assistant
         if conversation is None or conversation.assistant is not current:
             conversation = current.chat()  # first question, or the index changed since
         history.append({"role": "user", "content": _text(question)})
+        history.append({"role": "assistant", "content": PENDING})
+        yield history, gr.skip(), conversation, ""
         try:
             answer = conversation.ask(question)
         except RagError as error:
-            history.append({"role": "assistant", "content": f"⚠️ {_text(str(error))}"})
-            return history, render_sources(None), conversation, ""
-        history.append({"role": "assistant", "content": render_answer(question, answer)})
-        return history, render_sources(answer, current.manifest), conversation, ""
+            history[-1] = {"role": "assistant", "content": f"⚠️ {_text(str(error))}"}
+            yield history, render_sources(None), conversation, ""
+            return
+        if answer.grounded:
+            for partial in stream_steps(answer.text)[:-1]:
+                history[-1] = {"role": "assistant", "content": f"{_text(partial)} {PENDING}"}
+                yield history, gr.skip(), conversation, ""
+                time.sleep(STREAM_DELAY)
+        history[-1] = {"role": "assistant", "content": render_answer(question, answer)}
+        yield history, render_sources(answer, current.manifest), conversation, ""
 
     def new_conversation(conversation):
         if conversation is not None:
