@@ -107,6 +107,28 @@ class Candidate:
     rank_score: float  # what orders candidates
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """The question's content words with their IDF weights and indexed variants."""
+
+    variants: dict[str, frozenset[str]]  # each word: itself and the indexed terms that stand for it
+    weights: dict[str, float]
+    predicate: list[str]  # the words that say what is asked about the topic
+    unknown: float  # 1.0 when the question names something the documents never mention
+    unknown_words: float  # weighted share of words the documents never use
+
+    def covered(self, words, sentence_terms: set[str], neighbour_terms: set[str]) -> float:
+        """Weighted share of `words` in the sentence; a word only in a neighbour counts half."""
+        total = sum(self.weights[t] for t in words) or 1.0
+        found = 0.0
+        for t in words:
+            if self.variants[t] & sentence_terms:
+                found += self.weights[t]
+            elif self.variants[t] & neighbour_terms:
+                found += 0.5 * self.weights[t]
+        return found / total
+
+
 class Answerer:
     """Turns a question and its retrieved hits into an `Answer`."""
 
@@ -150,12 +172,31 @@ class Answerer:
 
     def _candidates(self, question: str, hits: list[Hit]) -> list[Candidate]:
         shape = question_shape(question)
-        asked = question_terms(question)
+        asked = self._asked(question)
         return [self._candidate(question, shape, asked, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
 
-    def _candidate(self, question: str, shape: QuestionShape, asked: list[str], hit: Hit, rank: int) -> Candidate:
+    def _asked(self, question: str) -> "_Asked":
+        """What the question asks, weighed once for all its candidates."""
+        vocabulary = self.index.vocabulary
+        terms_ = question_terms(question)
+        variants = {t: frozenset(vocabulary.variants(t)) | {t} for t in terms_}
+        # A word the documents never use weighs like a typical word: "invade" against a text that
+        # says "invasion" should not sink the answer. Unknown *names* are counted apart.
+        weights = {t: max((self._idf.get(v, 0.0) for v in variants[t]), default=0.0) or self._idf_median for t in terms_}
+        total = sum(weights.values()) or 1.0
+        # The predicate: lower-case words that are not the answer's frame ("year", "name"). Names
+        # are the topic and easy to match; whether the sentence says what is asked hangs on these.
+        predicate = predicate_words(question)
+        return _Asked(
+            variants=variants,
+            weights=weights,
+            predicate=[t for t in terms_ if t in predicate],
+            unknown=1.0 if unknown_names(question, self._idf) else 0.0,
+            unknown_words=sum(w for t, w in weights.items() if not vocabulary.variants(t)) / total,
+        )
+
+    def _candidate(self, question: str, shape: QuestionShape, asked: "_Asked", hit: Hit, rank: int) -> Candidate:
         passage = hit.passage
-        predicate_terms = predicate_words(question)
         sentence_terms = set(terms(passage.text))
         neighbours = self._neighbours(passage, before=1, after=1)
         neighbour_terms = set()
@@ -166,30 +207,14 @@ class Answerer:
             # "He instructed his henchman…": he is whoever the sentence before named.
             for name in find_names(previous[0].text, ""):
                 sentence_terms.update(terms(name.text))
-        # A word the documents never use weighs like a typical word: "invade" against a text that
-        # says "invasion" should not sink the answer. Unknown *names* are counted apart.
-        vocabulary = self.index.vocabulary
-        variants = {t: set(vocabulary.variants(t)) | {t} for t in asked}
-        weights = [max((self._idf.get(v, 0.0) for v in variants[t]), default=0.0) or self._idf_median for t in asked]
-        total = sum(weights) or 1.0
-        in_sentence = sum(w for t, w in zip(asked, weights) if variants[t] & sentence_terms)
-        in_context = sum(w for t, w in zip(asked, weights) if not variants[t] & sentence_terms and variants[t] & neighbour_terms)
         span, context = self._extract(question, shape, passage)
         typed = 1.0 if (shape.answer_type == "other" or span is not None) else 0.0
-        unknown_words = sum(w for t, w in zip(asked, weights) if not vocabulary.variants(t))
-        # The predicate: lower-case words that are not the answer's frame ("year", "name"). Names
-        # are the topic and easy to match; whether the sentence says what is asked hangs on these.
-        predicate = [(t, w) for t, w in zip(asked, weights) if t in predicate_terms]
-        predicate_total = sum(w for _, w in predicate)
-        predicate_found = sum(w for t, w in predicate if variants[t] & sentence_terms) + 0.5 * sum(
-            w for t, w in predicate if not variants[t] & sentence_terms and variants[t] & neighbour_terms
-        )
         features = {
             "dense": hit.dense_score,
-            "coverage": (in_sentence + 0.5 * in_context) / total,
-            "unknown": 1.0 if unknown_names(question, self._idf) else 0.0,
-            "unknown_words": unknown_words / total,
-            "predicate": predicate_found / predicate_total if predicate_total else 1.0,
+            "coverage": asked.covered(asked.weights, sentence_terms, neighbour_terms),
+            "unknown": asked.unknown,
+            "unknown_words": asked.unknown_words,
+            "predicate": asked.covered(asked.predicate, sentence_terms, neighbour_terms) if asked.predicate else 1.0,
             "typed": typed,
         }
         # Order: similarity, how much of the question the sentence covers (its predicate a little
