@@ -70,7 +70,7 @@ def run_eval(*, questions: Path | None, index: Path | None, out: Path, floors: P
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "report.md").write_text(_markdown(report), encoding="utf-8")
-    _plots(outcomes, out)
+    _plots(outcomes, report["coverage_curve"], out)
     print(_summary_table(report))
     print(f"\nreport: {out / 'report.md'} ({len(report['failures'])} failures listed)")
     if floors:
@@ -275,13 +275,12 @@ def _markdown(report: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _plots(outcomes: list[Outcome], out: Path) -> None:
+def _plots(outcomes: list[Outcome], curve: list[dict], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = _coverage_curve([o for o in outcomes if o.conversation is None])
     points = [(p["coverage"], p["answered_precision"]) for p in curve if p["answered_precision"] is not None]
     figure, axes = plt.subplots(figsize=(5, 4))
     axes.plot([c for c, _ in points], [p for _, p in points], marker=".")
