@@ -329,7 +329,7 @@ def _update(
             passages=len(source_passages),
         )
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
-    store.write(
+    data = store.write(
         index_dir,
         passages=passages,
         vectors=vectors,
@@ -339,7 +339,7 @@ def _update(
         previous=previous.manifest if previous else None,
     )
     report.written = True
-    return store.load(index_dir)
+    return data
 
 
 def _stale_sources(data: store.IndexData) -> list[str]:

@@ -158,11 +158,11 @@ def write(
     sources: dict[str, SourceRecord],
     settings: dict,
     previous: dict | None,
-) -> dict:
+) -> IndexData:
     """Write a new generation and commit it by replacing the manifest. Call while holding `lock`.
 
     Returns:
-        The manifest that was written.
+        The index just written, as `load` would read it (without reading it back).
     """
     import bm25s
     import faiss
@@ -216,7 +216,7 @@ def write(
     os.replace(temporary, index_dir / MANIFEST)  # the commit point
     _fsync_path(index_dir)
     _remove_unreferenced(index_dir, manifest)
-    return manifest
+    return IndexData(manifest=manifest, passages=list(passages), faiss_index=faiss_index, bm25=bm25)
 
 
 def _remove_unreferenced(index_dir: Path, manifest: dict) -> None:
