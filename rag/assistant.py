@@ -60,6 +60,7 @@ class Assistant:
         self._answerer = Answerer(data)
         self.last_build = report
         self.timings: dict[str, float] = {}  # seconds spent in each stage of the last `ask`
+        self.generator = None  # writes fluent answers when set: see `with_generator`
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -171,7 +172,36 @@ class Assistant:
         started = time.perf_counter()
         answer = self._answerer.answer(question, hits, min_confidence=min_confidence)
         self.timings["answer"] = time.perf_counter() - started
+        if self.generator is not None and answer.grounded:  # never when the documents don't say
+            answer = self._write(question, answer, hits)
         return answer
+
+    def with_generator(self, generator) -> "Assistant":
+        """This assistant, writing fluent answers with `generator` (None: extractive answers).
+
+        The model writes from the extractive answer's citations and the other retrieved
+        sentences; each sentence it writes is kept only if the excerpts it cites support it,
+        and when none is, the extractive answer is given (see `rag.generation`). The index and
+        models are shared with this assistant, which is left as it was.
+
+        Args:
+            generator: e.g. `rag.generation.LlamaCppGenerator()` (a local model, the `generate`
+                extra) or `rag.generation.HttpGenerator("http://127.0.0.1:8080/v1")`.
+        """
+        import copy
+
+        clone = copy.copy(self)
+        clone.generator = generator
+        clone.timings = {}
+        return clone
+
+    def _write(self, question: str, answer: Answer, hits: list[Hit]) -> Answer:
+        from .generation import write_answer
+
+        started = time.perf_counter()
+        written = write_answer(question, answer, hits, self.generator, self._embedder)
+        self.timings["generate"] = time.perf_counter() - started
+        return written
 
     def chat(self) -> "Conversation":
         """Start a conversation: follow-up questions are understood from the previous turns."""

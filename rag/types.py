@@ -53,6 +53,20 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class SentenceSupport:
+    """One sentence of a generated answer, and whether the excerpts it cites support it."""
+
+    text: str  # the sentence; kept ones with their markers renumbered to the answer's citations
+    supported: bool  # kept in the answer; False: removed, and `reason` says why
+    cites: tuple[int, ...] = ()  # 1-based numbers of the answer's citations it cites (kept ones)
+    reason: str = ""  # why it was removed: "no citation marker", "states 1920, not in [1]", ...
+    similarity: float = 0.0  # best cosine similarity between the sentence and an excerpt it cites
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cites": list(self.cites), "similarity": round(self.similarity, 4)}
+
+
+@dataclass(frozen=True)
 class Answer:
     """What `Assistant.ask` returns: the answer text, whether the documents support it, and the evidence."""
 
@@ -61,6 +75,8 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     query: str = ""  # the standalone question that was actually searched
     confidence: float = 0.0  # the abstention score the decision was taken on (see rag.answering)
+    generated: bool = False  # the text was written by a language model and checked (see rag.generation)
+    sentences: tuple[SentenceSupport, ...] = ()  # a generated answer's sentences, kept and removed
 
     def to_dict(self) -> dict:
         """The JSON shape used by the CLI (`--json`), the UI's /ask endpoint and the eval reports."""
@@ -70,4 +86,6 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "query": self.query,
             "confidence": round(self.confidence, 4),
+            "generated": self.generated,
+            "sentences": [s.to_dict() for s in self.sentences],
         }
