@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -13,7 +13,7 @@ from .documents import collect
 from .embedding import Embedder
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
 from .retrieval import MODES, Mode, Retriever
-from .settings import SAMPLE_DOCUMENT, TEXT_EXTENSIONS, ChunkSettings, default_index_dir, default_model
+from .settings import SAMPLE_DOCUMENT, SUPPORTED_EXTENSIONS, ChunkSettings, default_index_dir, default_model
 from .splitting import split_document
 from .store import SourceRecord
 from .text import TOKENIZER_VERSION, terms
@@ -110,7 +110,7 @@ class Assistant:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(
                 f"no readable documents in {', '.join(map(str, paths))} "
-                f"(supported: {', '.join(TEXT_EXTENSIONS)}){'; ' + reasons if reasons else ''}"
+                f"(supported: {', '.join(SUPPORTED_EXTENSIONS)}){'; ' + reasons if reasons else ''}"
             )
         embedder = Embedder(model or default_model())
         settings = {
@@ -174,7 +174,7 @@ class Assistant:
         self.timings["answer"] = time.perf_counter() - started
         if self.generator is not None and answer.grounded:  # never when the documents don't say
             answer = self._write(question, answer, hits)
-        return answer
+        return self._with_locations(answer)
 
     def with_generator(self, generator) -> "Assistant":
         """This assistant, writing fluent answers with `generator` (None: extractive answers).
@@ -233,6 +233,31 @@ class Assistant:
     @property
     def passages(self) -> list[Passage]:
         return self._data.passages
+
+    def source_text(self, source: str) -> str | None:
+        """The text a source's citations and passages refer to: for a PDF, HTML or Word file the
+        text extracted from it (kept in the index), else the file as decoded. None when a
+        plain-text file cannot be read any more; check `text[c.start:c.end] == c.text`.
+        """
+        record = self._data.manifest["sources"].get(source)
+        if record is None:
+            raise KeyError(f"{source} is not indexed in {self.index_dir}")
+        try:
+            if record.get("text"):
+                return store.read_text(self.index_dir, record["text"])
+            with open(source, encoding=record.get("encoding") or "utf-8", newline="") as handle:
+                return handle.read()
+        except (OSError, UnicodeDecodeError, LookupError):
+            return None
+
+    def _with_locations(self, answer: Answer) -> Answer:
+        """Each citation with the location (page or heading) of the passage it quotes."""
+        if not answer.citations:
+            return answer
+        if not hasattr(self, "_locations"):
+            self._locations = {(p.source, p.start, p.end): p.location for p in self._data.passages}
+        citations = [replace(c, location=self._locations.get((c.source, c.start, c.end))) for c in answer.citations]
+        return replace(answer, citations=citations)
 
     @property
     def manifest(self) -> dict:
@@ -340,6 +365,7 @@ def _update(
         fresh_start[source] = cursor
         cursor += len(fresh[source])
     sources: dict[str, SourceRecord] = {}
+    texts: dict[str, str] = {}
     for source in sorted(new_by_source):
         document = new_by_source[source]
         if source in fresh:
@@ -351,12 +377,18 @@ def _update(
             source_passages = [previous.passages[r] for r in rows]
             blocks.append(old_vectors[rows])
         passages.extend(source_passages)
+        # The text of a PDF, HTML or Word file is kept in the index: offsets refer to it.
+        text_name = None if document.format in ("text", "markdown") else store.text_name(document.text)
+        if text_name:
+            texts[text_name] = document.text
         sources[source] = SourceRecord(
             sha256=document.sha256,
             size=document.size,
             mtime_ns=Path(source).stat().st_mtime_ns,
             encoding=document.encoding,
             passages=len(source_passages),
+            format=document.format,
+            text=text_name,
         )
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
     data = store.write(
@@ -367,6 +399,7 @@ def _update(
         sources=sources,
         settings=settings,
         previous=previous.manifest if previous else None,
+        texts=texts,
     )
     report.written = True
     return data

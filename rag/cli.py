@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import RagError
-from .settings import ENV_INDEX_DIR, ENV_MODEL, TEXT_EXTENSIONS
+from .settings import ENV_INDEX_DIR, ENV_MODEL, SUPPORTED_EXTENSIONS
 
 EPILOG = f"""environment:
   {ENV_INDEX_DIR}   index folder used when --index is not given (default: index/default, the bundled sample)
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
     index = commands.add_parser("index", help="index files and folders (only changed files are re-embedded)")
-    index.add_argument("paths", nargs="+", metavar="PATH", help=f"files or folders ({', '.join(TEXT_EXTENSIONS)})")
+    index.add_argument("paths", nargs="+", metavar="PATH", help=f"files or folders ({', '.join(SUPPORTED_EXTENSIONS)})")
     _index_option(index)
     index.add_argument("--model", help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -157,7 +157,8 @@ def _print_answer(answer, *, full: bool = False) -> None:
     print(answer.text)
     for number, citation in enumerate(answer.citations, 1):
         text = citation.text if full or len(citation.text) <= 160 else citation.text[:157] + "…"
-        print(f"  [{number}] {Path(citation.source).name}, chars {citation.start}–{citation.end}: “{text}”")
+        where = f"{citation.location}, " if citation.location else ""
+        print(f"  [{number}] {Path(citation.source).name}, {where}chars {citation.start}–{citation.end}: “{text}”")
 
 
 CHAT_HELP = "Ask a question. /new starts a new conversation, /sources shows the last citations in full, /quit leaves."

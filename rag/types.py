@@ -1,18 +1,34 @@
 """The immutable records that flow through the pipeline: documents → passages → hits → answers."""
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
 class Document:
-    """A source file decoded to text. Offsets everywhere refer to `text`."""
+    """A source file as text. Offsets everywhere refer to `text`."""
 
     source: str  # absolute path of the file
-    text: str  # the decoded contents, newlines untouched (no \r\n translation)
+    # Plain text and Markdown: the decoded contents, newlines untouched (no \r\n translation).
+    # PDF, HTML, Word: the text extracted from the file (see rag.formats).
+    text: str
     sha256: str  # hash of the raw bytes: decides whether the source must be re-embedded
     size: int  # bytes on disk
-    encoding: str  # the codec `text` was decoded with
+    encoding: str | None  # the codec `text` was decoded with; None when it was extracted from a binary format
+    format: str = "text"  # "text", "markdown", "pdf", "html" or "docx" (see rag.settings.FORMATS)
+    # Where each human location begins, in increasing offset: (offset, "page 3") for a PDF's
+    # pages, (offset, "§ Heading") for headings. Empty when the format has none.
+    marks: tuple[tuple[int, str], ...] = ()
+
+    def location(self, offset: int) -> str | None:
+        """The location `offset` falls in: its page, or the nearest heading before it; else None.
+
+        >>> Document("a.pdf", "One.\\n\\nTwo.", "0", 0, None, "pdf", ((0, "page 1"), (6, "page 2"))).location(7)
+        'page 2'
+        """
+        index = bisect_right(self.marks, offset, key=lambda mark: mark[0]) - 1
+        return self.marks[index][1] if index >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -26,6 +42,7 @@ class Passage:
     text: str
     position: int  # index of this passage within its source; neighbours are position ± 1
     paragraph: int  # index of the paragraph within its source
+    location: str | None = None  # "page 3" or "§ Heading" (see Document.location); None if the source has none
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,7 @@ class Citation:
     start: int
     end: int
     score: float
+    location: str | None = None  # where a person finds it: "page 3" in a PDF, "§ Heading" under a heading
 
     def to_dict(self) -> dict:
         return asdict(self)

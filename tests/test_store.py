@@ -229,7 +229,8 @@ def test_index_of_another_format_version_is_stale(corpus, index_dir):
     manifest["format_version"] = store.FORMAT_VERSION + 1
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
 
-    with pytest.raises(IndexStaleError, match=r"index format 2, this version reads 1; rebuild it with `rag index"):
+    expected = rf"index format {store.FORMAT_VERSION + 1}, this version reads {store.FORMAT_VERSION}; rebuild it with `rag index"
+    with pytest.raises(IndexStaleError, match=expected):
         Assistant.open(index_dir)
 
 

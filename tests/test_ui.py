@@ -287,7 +287,7 @@ def test_document_markup_is_shown_as_text_and_never_runs(tmp_path, browser):
 
 def test_markers_link_to_their_source_entries(sample):
     answer = sample.ask(FLAGSHIP)
-    message, panel = render_answer(FLAGSHIP, answer), render_sources(answer, sample.manifest)
+    message, panel = render_answer(FLAGSHIP, answer), render_sources(answer, sample)
     for number in range(1, len(answer.citations) + 1):
         assert f'<a href="#src-{number}" class="rag-marker">[{number}]</a>' in message
         assert f'id="src-{number}"' in panel
@@ -302,7 +302,7 @@ def test_stream_steps_grow_by_words_to_the_whole_text():
 
 def test_sources_panel_escapes_and_highlights(sample):
     answer = sample.ask(FLAGSHIP)
-    panel = render_sources(answer, sample.manifest)
+    panel = render_sources(answer, sample)
     assert "<mark>" in panel and "signed the Brest Peace Treaty" in panel
     assert "stalin-brest.txt" in panel and f"chars {answer.citations[0].start}–{answer.citations[0].end}" in panel
     assert "No sources yet" in render_sources(None)

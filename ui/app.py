@@ -97,26 +97,16 @@ def stream_steps(text: str, steps: int = STREAM_STEPS) -> list[str]:
     return [" ".join(words[:end]) for end in range(size, len(words), size)] + [text]
 
 
-def _source_text(source: str, encoding: str) -> str | None:
-    try:
-        with open(source, encoding=encoding, newline="") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError, LookupError):
-        return None
-
-
-def render_sources(answer: Answer | None, manifest: dict | None = None) -> str:
-    """The sources panel: for each citation, the file, offsets, score and the cited sentence
+def render_sources(answer: Answer | None, assistant: Assistant | None = None) -> str:
+    """The sources panel: for each citation, the file, its page or section, offsets, score and the cited sentence
     highlighted in its surrounding text. Everything from a document is escaped."""
     if answer is None or not answer.citations:
         note = "No sources yet: ask a question." if answer is None else "No sources: the documents don't answer this."
         return f'<div class="rag-sources"><p><em>{html.escape(note)}</em></p></div>'
-    records = (manifest or {}).get("sources", {})
     items = []
     for number, citation in enumerate(answer.citations, 1):
-        record = records.get(citation.source) or {}
-        encoding = record.get("encoding") if isinstance(record, dict) else None
-        text = _source_text(citation.source, encoding or "utf-8")
+        # The text the offsets refer to: a PDF's, HTML page's or Word file's is the extracted one.
+        text = _source_text(assistant, citation.source) if assistant is not None else None
         if text is not None and text[citation.start : citation.end] == citation.text:
             before = text[max(0, citation.start - CONTEXT_CHARS) : citation.start]
             after = text[citation.end : citation.end + CONTEXT_CHARS]
@@ -129,10 +119,18 @@ def render_sources(answer: Answer | None, manifest: dict | None = None) -> str:
         )
         items.append(
             f'<li class="rag-source" id="src-{number}"><div><strong>[{number}] {html.escape(Path(citation.source).name)}</strong>'
+            f"{' · ' + html.escape(citation.location) if citation.location else ''}"
             f" · chars {citation.start}–{citation.end} · score {citation.score:.3f}</div>"
             f'<blockquote style="white-space: pre-wrap; margin: 0.3em 0 0.8em 0;">{excerpt}</blockquote></li>'
         )
     return f'<div class="rag-sources"><ol>{"".join(items)}</ol></div>'
+
+
+def _source_text(assistant: Assistant, source: str) -> str | None:
+    try:
+        return assistant.source_text(source)
+    except KeyError:  # the index was replaced (an upload) since this answer was given
+        return None
 
 
 def render_status(assistant: Assistant) -> str:
@@ -238,7 +236,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 yield history, gr.skip(), conversation, ""
                 time.sleep(STREAM_DELAY)
         history[-1] = {"role": "assistant", "content": render_answer(question, answer)}
-        yield history, render_sources(answer, current.manifest), conversation, ""
+        yield history, render_sources(answer, current), conversation, ""
 
     def new_conversation(conversation):
         if conversation is not None:

@@ -1,0 +1,300 @@
+"""Text out of document formats: a PDF's text layer, an HTML page's visible text, a Word file's
+paragraphs, and the headings and pages a person uses to find a place in them.
+
+Each reader returns the text that is indexed and cited (offsets refer to it) and its marks:
+where each page or heading begins. The text of PDF, HTML and Word files is kept in the index
+(see rag.store) so a citation can always be checked against the very text it was cut from.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+from .errors import DocumentError
+
+# Between pages, paragraphs and blocks: a blank line, which the splitter reads as a paragraph
+# break, so no passage runs across a page boundary and every passage has one page.
+_BREAK = "\n\n"
+# A heading's location label: the section sign reads as "section" in any language.
+_SECTION = "§ "
+
+NO_TEXT_LAYER = "no text layer; it may be a scanned PDF, which needs OCR"
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The text of a document and where its pages or headings begin."""
+
+    text: str
+    marks: tuple[tuple[int, str], ...] = ()  # (offset into text, label), in increasing offset
+
+
+# -- PDF ---------------------------------------------------------------------------------------
+
+
+def pdf(raw: bytes, *, name: str) -> Extracted:
+    """The text layer of a PDF, page by page; each page is marked "page N" (1-based).
+
+    Raises:
+        DocumentError: the file is not a readable PDF, is encrypted, or has no text layer.
+    """
+    from pypdf import PdfReader  # lazy: only needed when a PDF is indexed
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(f"{name}: the PDF is encrypted; save an unprotected copy and index that")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except DocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as error:
+        raise DocumentError(f"{name}: not a readable PDF ({type(error).__name__}: {error})") from None
+    parts: list[str] = []
+    marks: list[tuple[int, str]] = []
+    length = 0
+    for number, page in enumerate(pages, 1):
+        page = _clean(page).strip()
+        if not page:  # a blank or image-only page has no place to point at
+            continue
+        if parts:
+            parts.append(_BREAK)
+            length += len(_BREAK)
+        marks.append((length, f"page {number}"))
+        parts.append(page)
+        length += len(page)
+    if not parts:
+        raise DocumentError(f"{name}: {NO_TEXT_LAYER}")
+    return Extracted("".join(parts), tuple(marks))
+
+
+def _clean(text: str) -> str:
+    """Drop NUL characters (some PDF fonts map glyphs to them), unify newlines, and replace a
+    lone surrogate (a broken font mapping) with "?" so the text can be stored as UTF-8."""
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+# -- Word --------------------------------------------------------------------------------------
+
+
+def docx(raw: bytes, *, name: str) -> Extracted:
+    """The paragraphs and table rows of a Word (.docx) file, in document order; headings
+    (styles "Title" and "Heading N") are marked "§ heading text".
+
+    Raises:
+        DocumentError: the file is not a readable .docx file.
+    """
+    import zipfile
+
+    import docx as python_docx  # lazy: python-docx brings lxml
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+
+    try:
+        document = python_docx.Document(io.BytesIO(raw))
+        blocks: list[tuple[str, bool]] = []  # (text, is heading)
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                for row in item.rows:
+                    cells = [" ".join(cell.text.split()) for cell in row.cells]
+                    blocks.append((" | ".join(_unique(c for c in cells if c)), False))
+            else:
+                style = item.style.name if item.style is not None else ""
+                blocks.append((item.text, style == "Title" or style.startswith("Heading")))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise DocumentError(f"{name}: not a readable Word (.docx) file ({type(error).__name__}: {error})") from None
+    builder = _Builder()
+    for text, heading in blocks:
+        builder.block()
+        if heading:
+            builder.start_heading()
+        for number, line in enumerate(text.split("\n")):  # a line break inside a paragraph
+            if number:
+                builder.newline()
+            builder.add(line)
+        if heading:
+            builder.end_heading()
+    return builder.result()
+
+
+def _unique(cells):
+    """Merged cells repeat their text in every grid cell they span: keep it once."""
+    seen: list[str] = []
+    for cell in cells:
+        if not seen or seen[-1] != cell:
+            seen.append(cell)
+    return seen
+
+
+# -- HTML --------------------------------------------------------------------------------------
+
+# Elements whose content is never shown as text.
+_INVISIBLE = {"head", "script", "style", "noscript", "template", "svg", "math", "iframe", "object", "canvas", "title"}
+# Elements that have no content and no end tag.
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+# Elements that start a new block of text (a paragraph break before and after).
+_BLOCKS = {
+    "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+    "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
+}
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+
+def html(text: str) -> Extracted:
+    """The visible text of an HTML page: no head, scripts, styles or hidden elements; blocks
+    separated by blank lines; whitespace collapsed as a browser does; headings marked "§ text".
+
+    >>> html("<head><title>T</title></head><h2>The treaty</h2><script>x=1</script><p>Signed  in\\nMarch.</p>")
+    Extracted(text='The treaty\\n\\nSigned in March.', marks=((0, '§ The treaty'),))
+    """
+    parser = _VisibleText()
+    parser.feed(text)
+    parser.close()
+    return parser.builder.result()
+
+
+class _VisibleText(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.builder = _Builder()
+        self._hidden: list[str] = []  # the invisible elements we are inside, outermost first
+        self._pre = 0  # depth of <pre>: whitespace is kept there
+        self._heading: str | None = None  # the heading element being read
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "body":
+            self._hidden = []  # a <head> left unclosed ends here
+        if tag in _VOID:
+            if tag == "br" and not self._hidden:
+                self.builder.newline()
+            elif tag == "hr" and not self._hidden:
+                self.builder.block()
+            return
+        attributes = dict(attrs)
+        hidden = "hidden" in attributes or attributes.get("aria-hidden") == "true" or _display_none(attributes.get("style"))
+        if self._hidden or tag in _INVISIBLE or hidden:
+            self._hidden.append(tag)
+            return
+        if tag in _BLOCKS:
+            self.builder.block()
+        if tag == "pre":
+            self._pre += 1
+        if tag in _HEADINGS:
+            self._heading = tag
+            self.builder.start_heading()
+
+    def handle_endtag(self, tag):
+        if self._hidden:
+            if tag in self._hidden:  # close it and anything left open inside it
+                del self._hidden[len(self._hidden) - 1 - self._hidden[::-1].index(tag) :]
+            return
+        if tag == "pre" and self._pre:
+            self._pre -= 1
+        if tag == self._heading:
+            self._heading = None
+            self.builder.end_heading()
+        if tag in _BLOCKS:
+            self.builder.block()
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self.builder.add(data, collapse=not self._pre)
+
+
+def _display_none(style: str | None) -> bool:
+    return bool(style) and re.search(r"display\s*:\s*none|visibility\s*:\s*hidden", style, re.I) is not None
+
+
+# -- Markdown ----------------------------------------------------------------------------------
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
+_SETEXT = re.compile(r"^ {0,3}(\S[^\n]*)\n {0,3}(=+|-+)[ \t]*$", re.M)
+_FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1", re.M | re.S)
+
+
+def markdown(text: str) -> Extracted:
+    """A Markdown file is indexed as written; its headings ("# Title" or underlined) are marked.
+
+    >>> markdown("# Brest\\n\\nSigned in March.\\n").marks
+    ((0, '§ Brest'),)
+    """
+    fenced = [(m.start(), m.end()) for m in _FENCE.finditer(text)]
+    marks = []
+    for match in (*_ATX.finditer(text), *_SETEXT.finditer(text)):
+        if any(start <= match.start() < end for start, end in fenced):
+            continue  # a "# comment" inside a code block is not a heading
+        title = match.group(2) if match.re is _ATX else match.group(1)
+        marks.append((match.start(), _SECTION + " ".join(title.split())))
+    return Extracted(text, tuple(sorted(marks)))
+
+
+# -- building extracted text -------------------------------------------------------------------
+
+
+class _Builder:
+    """Appends text as a browser lays it out, with offsets final as they are recorded: a run of
+    whitespace is one space, none at the start of a line, and blocks are one blank line apart."""
+
+    def __init__(self):
+        self._parts: list[str] = []
+        self._length = 0
+        self._newlines = 0  # newlines at the end of what is written
+        self._space = False  # a space is due before the next word on this line
+        self._marks: list[tuple[int, str]] = []
+        self._heading: list[str] | None = None  # the text of the heading being read
+        self._heading_offset: int | None = None
+
+    def add(self, data: str, *, collapse: bool = True) -> None:
+        if not collapse:  # preformatted: as it is
+            self._space = False
+            self._write(data.replace("\r\n", "\n").replace("\r", "\n") if self._length else data.lstrip("\r\n"))
+            return
+        words = " ".join(data.split())
+        if not words:
+            self._space = self._space or bool(data)
+            return
+        if (self._space or data[0].isspace()) and self._length and not self._newlines:
+            self._write(" ")
+        self._write(words)
+        self._space = data[-1].isspace()
+
+    def newline(self) -> None:
+        self._space = False
+        if self._length:
+            self._write("\n")
+
+    def block(self) -> None:
+        """End the current block: the next text starts after a blank line."""
+        self._space = False
+        if self._length and self._newlines < 2:
+            self._write("\n" * (2 - self._newlines))
+
+    def start_heading(self) -> None:
+        self._heading, self._heading_offset = [], None
+
+    def end_heading(self) -> None:
+        if self._heading is not None and self._heading_offset is not None:
+            title = " ".join("".join(self._heading).split())
+            if title:
+                self._marks.append((self._heading_offset, _SECTION + title))
+        self._heading, self._heading_offset = None, None
+
+    def result(self) -> Extracted:
+        text = "".join(self._parts).rstrip()
+        return Extracted(text, tuple(m for m in self._marks if m[0] < len(text)))
+
+    def _write(self, data: str) -> None:
+        if not data:
+            return
+        if self._heading is not None:
+            if self._heading_offset is None and data.strip():
+                self._heading_offset = self._length + len(data) - len(data.lstrip())
+            self._heading.append(data)
+        self._parts.append(data)
+        self._length += len(data)
+        stripped = data.rstrip("\n")
+        self._newlines = len(data) - len(stripped) + (self._newlines if not stripped else 0)

@@ -1,0 +1,362 @@
+"""PDF, HTML and Word documents: indexed as their text, cited with their page or section.
+
+The documents are made here from the bundled sample with real writers (fpdf2 for the PDF,
+python-docx for the Word file) and read back by the library's real readers; the indexes are
+built once for the module with the real embedding model.
+"""
+from __future__ import annotations
+
+import doctest
+import html
+import io
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import rag.formats
+import rag.types
+from rag.assistant import Assistant
+from rag.documents import collect, read_document
+from rag.errors import DocumentError, IndexCorruptError
+from rag.settings import SAMPLE_DOCUMENT
+from rag.splitting import split_document
+
+FLAGSHIP = "When was the Brest peace treaty signed?"
+# The sample's paragraph that answers the flagship question comes after this heading in the
+# HTML and Word versions.
+SECTION = "The Brest treaty"
+SECTION_BEFORE = "In February 1918"
+# Words that only the HTML's head, scripts and styles contain: they must never be indexed.
+NOISE = ("zqxscriptword", "zqxstyleword", "zqxtitleword", "zqxhiddenword")
+
+
+def sample_paragraphs() -> list[str]:
+    text = SAMPLE_DOCUMENT.read_text(encoding="utf-8")
+    return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+
+
+def latin_1(text: str) -> str:
+    """Text a PDF core font can draw (they cover Latin-1 only)."""
+    for wide, narrow in {"’": "'", "‘": "'", "“": '"', "”": '"', "—": "-", "–": "-", "…": "..."}.items():
+        text = text.replace(wide, narrow)
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def write_pdf(path: Path, paragraphs: list[str]) -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    for paragraph in paragraphs:
+        pdf.multi_cell(0, 6, latin_1(paragraph))
+        pdf.ln(4)
+    pdf.output(str(path))
+    return path
+
+
+def write_image_only_pdf(path: Path) -> Path:
+    """A 'scanned' page: a picture of text, no text layer."""
+    from fpdf import FPDF
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (400, 120), "white")
+    ImageDraw.Draw(image).text((10, 50), "The Brest treaty was signed in March 1918.", fill="black")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.image(buffer, x=10, y=10, w=180)
+    pdf.output(str(path))
+    return path
+
+
+def write_html(path: Path, paragraphs: list[str]) -> Path:
+    body = []
+    for paragraph in paragraphs[1:]:
+        if paragraph.startswith(SECTION_BEFORE):
+            body.append(f"<h2>{SECTION}</h2>")
+            body.append(f"<script>var {NOISE[0]} = 'March 1918';</script>")
+        body.append(f"<p>{html.escape(paragraph)}</p>")
+    page = (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{NOISE[2]}</title><style>.{NOISE[1]} {{ color: red }}</style>"
+        f"<script>console.log('{NOISE[0]}: the treaty was signed in May 1920');</script></head>\n"
+        f"<body><h1>{html.escape(paragraphs[0])}</h1>\n"
+        f"<div hidden>{NOISE[3]} The Brest treaty was signed in 1066.</div>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_docx(path: Path, paragraphs: list[str]) -> Path:
+    import docx
+
+    document = docx.Document()
+    document.add_heading(paragraphs[0], level=1)
+    for paragraph in paragraphs[1:]:
+        if paragraph.startswith(SECTION_BEFORE):
+            document.add_heading(SECTION, level=2)
+        document.add_paragraph(paragraph)
+    document.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, Path]:
+    """A folder with the sample as a PDF, an HTML page and a Word file, a copy of the PDF and a
+    scanned (image-only) PDF."""
+    folder = tmp_path_factory.mktemp("formats") / "docs"
+    folder.mkdir()
+    paragraphs = sample_paragraphs()
+    files = {
+        "pdf": write_pdf(folder / "brest.pdf", paragraphs),
+        "html": write_html(folder / "brest.html", paragraphs),
+        "docx": write_docx(folder / "brest.docx", paragraphs),
+        "scan": write_image_only_pdf(folder / "scan.pdf"),
+    }
+    files["copy"] = folder / "copy-of-brest.pdf"  # read after brest.pdf (folders are read in name order)
+    shutil.copyfile(files["pdf"], files["copy"])
+    return files
+
+
+@pytest.fixture(scope="module")
+def mixed(made, tmp_path_factory) -> Assistant:
+    """One index over the whole folder."""
+    return Assistant.build([made["pdf"].parent], index_dir=tmp_path_factory.mktemp("mixed") / "index")
+
+
+@pytest.fixture(scope="module")
+def single(made, mixed, tmp_path_factory) -> dict[str, Assistant]:
+    """One index per format, so each format must answer on its own: a copy of the mixed index
+    updated to hold one file, which reuses its vectors rather than embedding it again."""
+    assistants = {}
+    for kind in ("pdf", "html", "docx"):
+        index_dir = tmp_path_factory.mktemp(kind) / "index"
+        shutil.copytree(mixed.index_dir, index_dir)
+        assistants[kind] = Assistant.build([made[kind]], index_dir=index_dir)
+        assert assistants[kind].last_build.embedded == 0 and len(assistants[kind].last_build.removed) == 2
+    return assistants
+
+
+def pdf_pages(path: Path) -> list[str]:
+    """Each page's text as pypdf extracts it, independently of the library."""
+    from pypdf import PdfReader
+
+    return [page.extract_text() or "" for page in PdfReader(path).pages]
+
+
+# -- building a folder of mixed formats ---------------------------------------------------------
+
+
+def test_each_format_is_indexed_once_and_the_scan_and_copy_are_skipped_with_their_reason(mixed, made):
+    report = mixed.last_build
+    indexed = {Path(s).name for s in mixed.manifest["sources"]}
+    assert indexed == {"brest.html", "brest.docx", "brest.pdf"}
+    assert {p.source for p in mixed.passages} == set(mixed.manifest["sources"])
+    reasons = dict(report.skipped)
+    assert "no text layer; it may be a scanned PDF, which needs OCR" in reasons[str(made["scan"].resolve())]
+    assert f"a duplicate of {made['pdf'].resolve()} (same content)" in reasons[str(made["copy"].resolve())]
+    formats = {Path(s).suffix: r["format"] for s, r in mixed.manifest["sources"].items()}
+    assert formats == {".pdf": "pdf", ".html": "html", ".docx": "docx"}
+
+
+def test_the_flagship_question_is_answered_from_the_mixed_folder_with_a_located_citation(mixed, made):
+    answer = mixed.ask(FLAGSHIP)
+
+    assert answer.grounded
+    assert "March" in answer.text and "1918" in answer.text
+    assert answer.citations
+    for citation in answer.citations:
+        assert citation.location is not None, citation
+        assert_location_is_right(mixed, citation)
+
+
+@pytest.mark.parametrize("kind", ["pdf", "html", "docx"])
+def test_each_format_alone_answers_the_flagship_question_citing_its_page_or_section(single, kind):
+    assistant = single[kind]
+    answer = assistant.ask(FLAGSHIP)
+
+    assert answer.grounded, answer
+    assert "March" in answer.text and "1918" in answer.text
+    cited = [c for c in answer.citations if "signed the Brest Peace Treaty" in c.text]
+    assert cited, answer.citations
+    for citation in answer.citations:
+        assert_location_is_right(assistant, citation)
+    if kind == "pdf":
+        assert re.fullmatch(r"page \d+", cited[0].location)
+    else:
+        assert cited[0].location == f"§ {SECTION}"
+
+
+def assert_location_is_right(assistant: Assistant, citation) -> None:
+    """A PDF citation names the page pypdf finds its text on; an HTML or Word one the heading
+    last seen before it in the extracted text."""
+    text = assistant.source_text(citation.source)
+    assert text[citation.start : citation.end] == citation.text
+    if citation.source.endswith(".pdf"):
+        number = int(citation.location.removeprefix("page "))
+        pages = pdf_pages(Path(citation.source))
+        assert citation.text in pages[number - 1], (citation.location, citation.text)
+    else:
+        before = text[: citation.start]
+        headings = [h for h in (sample_paragraphs()[0], SECTION) if h in before]
+        last = max(headings, key=before.rindex)
+        assert citation.location == f"§ {last}"
+
+
+def test_every_citation_and_passage_slices_back_verbatim_from_the_stored_text(mixed, single):
+    for assistant in (mixed, *single.values()):
+        for citation in assistant.ask(FLAGSHIP).citations:
+            assert assistant.source_text(citation.source)[citation.start : citation.end] == citation.text
+        for passage in assistant.passages:
+            assert assistant.source_text(passage.source)[passage.start : passage.end] == passage.text
+
+
+def test_extracted_texts_are_kept_in_the_index_and_checked_when_it_is_opened(mixed):
+    records = mixed.manifest["sources"]
+    for source, record in records.items():
+        assert record["text"] in mixed.manifest["checksums"]
+        assert (mixed.index_dir / record["text"]).is_file()
+    reopened = Assistant.open(mixed.index_dir)
+    assert reopened.ask(FLAGSHIP).citations == mixed.ask(FLAGSHIP).citations
+
+    stored = mixed.index_dir / next(iter(records.values()))["text"]
+    damaged = mixed.index_dir.parent / "damaged"
+    shutil.copytree(mixed.index_dir, damaged)
+    (damaged / stored.relative_to(mixed.index_dir)).write_text("altered", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=r"is damaged: texts/[0-9a-f]{64}\.txt"):
+        Assistant.open(damaged)
+
+
+def test_script_style_head_and_hidden_text_is_never_indexed(mixed, single):
+    html_source = next(s for s in mixed.manifest["sources"] if s.endswith(".html"))
+    stored = mixed.source_text(html_source)
+    for assistant in (mixed, single["html"]):
+        for passage in assistant.passages:
+            assert not any(word in passage.text for word in NOISE), passage.text
+    assert not any(word in stored for word in NOISE)
+    assert "1066" not in stored and "May 1920" not in stored
+    assert "in March of the same year they signed the Brest Peace Treaty" in stored
+
+
+def test_an_unchanged_folder_is_not_rewritten_and_keeps_its_texts(mixed, made):
+    again = Assistant.build([made["pdf"].parent], index_dir=mixed.index_dir)
+    assert not again.last_build.written
+    assert len(again.last_build.skipped) == 2
+    assert again.source_text(again.passages[0].source)
+
+
+# -- the CLI and the UI show the location -------------------------------------------------------
+
+
+def test_the_cli_prints_each_citations_page_or_section(single, capsys):
+    from rag.cli import _print_answer
+
+    answer = single["pdf"].ask(FLAGSHIP)
+    _print_answer(answer, full=True)
+    printed = capsys.readouterr().out
+    for number, citation in enumerate(answer.citations, 1):
+        assert f"[{number}] brest.pdf, {citation.location}, chars {citation.start}–{citation.end}" in printed
+    assert answer.to_dict()["citations"][0]["location"] == answer.citations[0].location
+
+
+def test_the_ui_sources_panel_shows_the_section_and_the_extracted_context(single):
+    from ui.app import render_sources
+
+    answer = single["html"].ask(FLAGSHIP)
+    panel = render_sources(answer, single["html"])
+    assert f"· § {SECTION} ·" in panel
+    # The context around the cited sentence comes from the extracted text, not the HTML markup.
+    assert "<mark>" in panel and "&lt;p&gt;" not in panel and "In February 1918, Germany launched" in panel
+
+
+# -- reading single files -----------------------------------------------------------------------
+
+
+def test_a_named_scanned_pdf_is_refused_as_having_no_text_layer(made):
+    with pytest.raises(DocumentError, match=r"scan\.pdf: no text layer; it may be a scanned PDF, which needs OCR"):
+        collect([made["scan"]])
+
+
+@pytest.mark.parametrize("name", ["broken.pdf", "broken.docx"])
+def test_a_file_that_is_not_its_format_is_refused_when_named_and_skipped_in_a_folder(tmp_path, name):
+    path = tmp_path / "docs" / name
+    path.parent.mkdir()
+    path.write_bytes(b"this is not a " + name.encode() + b" file at all")
+    with pytest.raises(DocumentError, match=rf"{re.escape(name)}: not a readable (PDF|Word)"):
+        collect([path])
+    (tmp_path / "docs" / "good.txt").write_text("The lighthouse was first lit in 1902.", encoding="utf-8")
+    collected = collect([tmp_path / "docs"])
+    assert [Path(d.source).name for d in collected.documents] == ["good.txt"]
+    assert collected.skipped[0][0] == str(path)
+
+
+def test_an_html_page_without_visible_text_is_refused(tmp_path):
+    path = tmp_path / "empty.html"
+    path.write_text("<html><head><title>Only a title</title><script>x()</script></head><body> </body></html>")
+    with pytest.raises(DocumentError, match=r"empty\.html: the file has no text"):
+        read_document(path)
+
+
+def test_pdf_pages_are_marked_where_each_page_begins(made):
+    document = read_document(made["pdf"])
+    pages = [" ".join(p.split()) for p in pdf_pages(made["pdf"])]
+    assert len(pages) >= 3  # the sample fills several pages
+    assert [label for _, label in document.marks] == [f"page {n}" for n in range(1, len(pages) + 1)]
+    for (offset, label), following in zip(document.marks, [*document.marks[1:], (len(document.text), "")]):
+        number = int(label.removeprefix("page "))
+        assert " ".join(document.text[offset : following[0]].split()) == pages[number - 1]
+
+
+def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_path):
+    text = "Intro line.\n\n# The Brest treaty\n\nSigned in March 1918.\n\n```\n# not a heading\n```\n\nLater\n=====\n\nAbrogated in November.\n"
+    path = tmp_path / "notes.md"
+    path.write_text(text, encoding="utf-8")
+    document = read_document(path)
+    assert document.text == text
+    locations = {p.text: p.location for p in split_document(document)}
+    assert locations["Intro line."] is None
+    assert locations["Signed in March 1918."] == "§ The Brest treaty"
+    assert locations["Abrogated in November."] == "§ Later"
+
+
+def test_plain_text_has_no_location_and_no_stored_text(sample):
+    assert all(p.location is None for p in sample.passages)
+    assert all(r["format"] == "text" and r["text"] is None for r in sample.manifest["sources"].values())
+    source = sample.passages[0].source
+    assert sample.source_text(source) == SAMPLE_DOCUMENT.read_text(encoding="utf-8")
+
+
+def test_docx_headings_and_tables_are_read_in_document_order(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Treaties", level=1)
+    document.add_paragraph("The first treaty was signed in March.\nIt was abrogated in November.")
+    table = document.add_table(rows=2, cols=2)
+    for row, cells in zip(table.rows, [("Treaty", "Year"), ("Brest-Litovsk", "1918")]):
+        for cell, value in zip(row.cells, cells):
+            cell.text = value
+    document.add_heading("Aftermath", level=2)
+    document.add_paragraph("The army was rebuilt.")
+    path = tmp_path / "t.docx"
+    document.save(str(path))
+
+    read = read_document(path)
+    assert read.text == (
+        "Treaties\n\nThe first treaty was signed in March.\nIt was abrogated in November.\n\n"
+        "Treaty | Year\n\nBrest-Litovsk | 1918\n\nAftermath\n\nThe army was rebuilt."
+    )
+    assert read.location(read.text.index("1918")) == "§ Treaties"
+    assert read.location(read.text.index("army")) == "§ Aftermath"
+
+
+@pytest.mark.parametrize("module", [rag.formats, rag.types], ids=lambda m: m.__name__)
+def test_docstring_examples_hold(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
