@@ -6,6 +6,8 @@ disk in temporary folders. The model loads once per process (the embedder caches
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 
 # Before anything imports huggingface_hub, gradio or matplotlib: no network, no analytics, and
@@ -87,3 +89,61 @@ def assert_verbatim(answer: Answer, encoding: str = "utf-8") -> None:
 @pytest.fixture(scope="session")
 def verbatim():
     return assert_verbatim
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def run_rag(*args: str, cwd: Path, index_dir: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`rag ARGS...` run as a user runs it: a subprocess with its exit code, stdout and stderr."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("RAG_DEBUG", None)
+    if index_dir is not None:
+        env["RAG_INDEX_DIR"] = str(index_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A failed command: non-zero exit, nothing on stdout, one `rag: error:` line on stderr."""
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rag: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# -- serving the app ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_app(assistant: Assistant):
+    """The real app over `assistant`, served as `rag ui` serves it (same bounded queue) on a free
+    local port in this process. Returns (app, url); call `app.close()` when done."""
+    from ui.app import build_app, launch  # gradio is heavy: only the tests that serve import it
+
+    port = free_port()
+    app = launch(build_app(assistant), host="127.0.0.1", port=port, block=False)
+    return app, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="session")
+def served(sample):
+    """The app over the bundled sample, served on a free local port for the whole session."""
+    pytest.importorskip("gradio")
+    app, url = serve_app(sample)
+    yield url
+    app.close()

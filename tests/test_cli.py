@@ -6,7 +6,6 @@ the model is needed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,27 +16,7 @@ import pytest
 import rag
 from rag.settings import SAMPLE_DOCUMENT
 
-
-def run_rag(*args: str, cwd: Path, index_dir: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("RAG_DEBUG", None)
-    if index_dir is not None:
-        env["RAG_INDEX_DIR"] = str(index_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=300,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode != 0
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("rag: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
+from conftest import assert_one_line_error, run_rag
 
 
 def test_ask_json(sample, tmp_path):
