@@ -13,7 +13,9 @@ from .documents import collect
 from .embedding import Embedder
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
 from .retrieval import MODES, Mode, Retriever
-from .settings import SAMPLE_DOCUMENT, SUPPORTED_EXTENSIONS, ChunkSettings, default_index_dir, default_model
+from .settings import (
+    MAX_FILE_BYTES, SAMPLE_DOCUMENT, SUPPORTED_EXTENSIONS, ChunkSettings, default_index_dir, default_model,
+)
 from .splitting import split_document
 from .store import SourceRecord
 from .text import TOKENIZER_VERSION, terms
@@ -87,8 +89,11 @@ class Assistant:
         model: str | None = None,
         chunking: ChunkSettings = ChunkSettings(),
         progress: bool = False,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> "Assistant":
         """Index files and folders into `index_dir`, re-embedding only what changed.
+
+        A file larger than `max_file_bytes` (default 50 MB) is skipped, from its size alone.
 
         The index then holds exactly the documents found under `paths`: new and changed files
         are (re-)embedded, files no longer there are dropped, unchanged ones are reused as they
@@ -105,7 +110,7 @@ class Assistant:
         if not paths:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        collected = collect(paths)
+        collected = collect(paths, max_bytes=max_file_bytes)
         if not collected.documents:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(

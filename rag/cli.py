@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import RagError
-from .settings import ENV_INDEX_DIR, ENV_MODEL, SUPPORTED_EXTENSIONS
+from .settings import ENV_INDEX_DIR, ENV_MODEL, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
 
 EPILOG = f"""environment:
   {ENV_INDEX_DIR}   index folder used when --index is not given (default: index/default, the bundled sample)
@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(index)
     index.add_argument("--model", help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.add_argument(
+        "--max-file-mb", type=_positive_mb, default=MAX_FILE_BYTES // 2**20, metavar="N",
+        help=f"skip files larger than N MB (default: {MAX_FILE_BYTES // 2**20}; embedding 50 MB takes hours on a CPU)",
+    )
     index.set_defaults(run=_run_index)
 
     ask = commands.add_parser("ask", help="answer a question from the indexed documents")
@@ -106,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_mb(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of megabytes above 0, not {value!r}")
+    return number
+
+
 def _index_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", metavar="DIR", help=f"index folder (default: ${ENV_INDEX_DIR} or the bundled sample's)")
 
@@ -123,7 +137,10 @@ def _run_index(args) -> int:
     from .settings import default_index_dir
 
     index_dir = Path(args.index) if args.index else default_index_dir()
-    assistant = Assistant.build(args.paths, index_dir=index_dir, model=args.model, progress=sys.stderr.isatty())
+    assistant = Assistant.build(
+        args.paths, index_dir=index_dir, model=args.model, progress=sys.stderr.isatty(),
+        max_file_bytes=int(args.max_file_mb * 2**20),
+    )
     report = assistant.last_build
     if args.json:
         print(json.dumps({**report.__dict__, "index": str(index_dir)}, indent=2))

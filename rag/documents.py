@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -45,7 +46,7 @@ def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYT
         if not path.exists():
             raise DocumentError(f"{raw}: no such file or folder; check the path")
         if path.is_dir():
-            for file in _walk(path):
+            for file in _walk(path, skipped=result.skipped):
                 try:
                     key = str(file.resolve(strict=True))
                 except (OSError, RuntimeError):  # a dangling link or a loop of links
@@ -82,12 +83,19 @@ def _add(result: Collected, document: Document, first_with: dict[str, str]) -> N
         )
 
 
-def _walk(folder: Path) -> Iterable[Path]:
+def _walk(folder: Path, *, skipped: list[tuple[str, str]]) -> Iterable[Path]:
     """Supported files below `folder`, in a stable order, skipping hidden entries.
 
-    Symlinked folders are not followed, so a symlink loop cannot recurse forever.
+    Symlinked folders are not followed, so a symlink loop cannot recurse forever. A folder that
+    cannot be listed (no permission, a path longer than the system allows) goes to `skipped`.
     """
-    for root, dirs, files in os.walk(folder, followlinks=False):
+
+    def unlistable(error: OSError) -> None:
+        where = str(error.filename)
+        shown = where if len(where) <= 200 else f"{where[:60]}…{where[-120:]}"  # one readable line
+        skipped.append((where, f"{shown}: cannot list this folder ({error.strerror}); its files are skipped"))
+
+    for root, dirs, files in os.walk(folder, followlinks=False, onerror=unlistable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
@@ -104,10 +112,14 @@ def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
             layer says so, as it may be a scan that needs OCR.
     """
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # reading a named pipe or a device could block forever
+            raise DocumentError(f"{path}: not a regular file (a pipe, socket or device); only files can be indexed")
+        size = info.st_size
+        if size > max_bytes:  # refused from its size alone: a huge file is never read into memory
             raise DocumentError(
-                f"{path}: {size / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB limit; split the file"
+                f"{path}: {size / 2**20:.0f} MB is over the {max_bytes / 2**20:.0f} MB limit; "
+                "split the file, or raise the limit with `rag index --max-file-mb N`"
             )
         raw = path.read_bytes()
     except OSError as error:
@@ -151,9 +163,13 @@ def decode(raw: bytes, *, name: str) -> tuple[str, str]:
     if b"\x00" in head and not has_bom16:
         raise DocumentError(f"{name}: looks like a binary file (NUL bytes); only text files can be indexed")
     try:
-        return raw.decode("utf-8"), "utf-8"
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    else:
+        if "\x00" in text:  # a NUL past the sniffed head: binary all the same
+            raise DocumentError(f"{name}: looks like a binary file (NUL bytes); only text files can be indexed")
+        return text, "utf-8"
     from charset_normalizer import from_bytes  # lazy: only needed for non-UTF-8 files
 
     matches = from_bytes(raw)

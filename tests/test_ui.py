@@ -5,7 +5,6 @@ they are skipped, saying so, only when it is absent. Screenshots go to artifacts
 """
 from __future__ import annotations
 
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -16,14 +15,13 @@ import pytest
 from rag.assistant import Assistant
 from rag.errors import DocumentError
 
-from conftest import BRIDGE_TEXT, source_text
+from conftest import BRIDGE_TEXT, serve_app, source_text
 
 gr = pytest.importorskip("gradio")
 from ui.app import (  # noqa: E402
     PENDING,
     AssistantHolder,
     add_upload,
-    build_app,
     render_answer,
     render_sources,
     safe_upload_name,
@@ -55,39 +53,6 @@ In 1902 the keeper Orrin Vask painted the words <script>window.__xss=1</script> 
 The lamp was electrified in 1931.
 """
 XSS_QUESTION = "When did the keeper paint the words on the lighthouse door?"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(assistant: Assistant):
-    app = build_app(assistant)
-    port = _free_port()
-    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    return app, f"http://127.0.0.1:{port}/"
-
-
-@pytest.fixture(scope="session")
-def served(sample):
-    """The app over the bundled sample, served on a free local port for the whole session."""
-    app, url = _serve(sample)
-    yield url
-    app.close()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _ask_in_page(page, question: str, answers_before: int) -> str:
@@ -251,7 +216,7 @@ def test_document_markup_is_shown_as_text_and_never_runs(tmp_path, browser):
     (tmp_path / "docs" / "quillfen.txt").write_text(XSS_TEXT, encoding="utf-8")
     assistant = Assistant.build([tmp_path / "docs"], index_dir=tmp_path / "index")
     assert assistant.ask(XSS_QUESTION).grounded  # otherwise this test would prove nothing
-    app, url = _serve(assistant)
+    app, url = serve_app(assistant)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     try:
         page.goto(url)

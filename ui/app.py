@@ -11,6 +11,7 @@ import html
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,6 +40,13 @@ STREAM_DELAY = 0.05
 PENDING = "…"
 # Bytes inspected for a NUL when deciding whether an upload is binary: text files never hold one.
 BINARY_SNIFF_BYTES = 8192
+# The queue every request waits in. Answering is CPU-bound and the machine this serves is a
+# laptop: two questions at a time keep two cores busy, and a third would only slow all of them.
+QUEUE_CONCURRENCY = 2
+# Requests allowed to wait beyond those being answered. At ~50 ms a question, eight waiting is
+# under half a second of work; past that a request is refused at once ("Queue is full") rather
+# than piling up behind a flood and answering minutes late.
+QUEUE_MAX_SIZE = 8
 EXAMPLES = [
     "When was the Brest peace treaty signed?",
     "Who was the German ambassador?",
@@ -181,10 +189,12 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
     with holder.lock:
         current = holder.assistant
         uploads = Path(current.index_dir) / "uploads"
+        if uploads.is_symlink():  # it would carry the upload to wherever the link points
+            raise DocumentError(f"{uploads} is a symbolic link; uploads are stored only inside the index folder")
         uploads.mkdir(parents=True, exist_ok=True)
         if progress:
             progress(0.1, desc=f"Copying {name}")
-        shutil.copyfile(path, uploads / name)
+        _store_upload(path, uploads / name)
         # The documents indexed so far (those still on disk) plus the whole uploads folder.
         sources = [
             s for s in current.manifest["sources"] if Path(s).exists() and uploads.resolve() not in Path(s).resolve().parents
@@ -198,6 +208,20 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
     if skipped:
         return f"⚠️ {name} was not indexed: {skipped[0]}"
     return f"✅ Added {name}; the index now holds {len(rebuilt.passages)} passages."
+
+
+def _store_upload(source: Path, target: Path) -> None:
+    """Copy `source` to `target` without following a link already at `target`: the bytes go to a
+    fresh temporary file beside it (hidden, so never indexed) that is then renamed over `target`,
+    so a symbolic link planted there is replaced, never written through."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+    try:
+        with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -299,6 +323,14 @@ def main(index: str | None = None, host: str = "127.0.0.1", port: int = 7860) ->
     """Open the index (or the bundled sample) and serve the app until interrupted."""
     assistant = Assistant.open(index) if index else Assistant.default(progress=True)
     app = build_app(assistant)
-    print(f"Serving {assistant.index_dir} on http://{host}:{port} (Ctrl+C stops)")
-    app.queue().launch(server_name=host, server_port=port, show_error=False, quiet=True)
+    print(f"Serving {assistant.index_dir} on http://{host}:{port} (Ctrl+C stops)", flush=True)
+    launch(app, host=host, port=port)
     return 0
+
+
+def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
+    """Serve `app` behind a bounded queue (QUEUE_CONCURRENCY, QUEUE_MAX_SIZE), on this machine
+    only unless `host` says otherwise. With `block=False` it returns at once (tests)."""
+    app.queue(default_concurrency_limit=QUEUE_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    app.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block)
+    return app
