@@ -296,6 +296,37 @@ def test_a_file_that_is_not_its_format_is_refused_when_named_and_skipped_in_a_fo
     assert collected.skipped[0][0] == str(path)
 
 
+@pytest.mark.parametrize("user_password", ["secret", None], ids=["needs-a-password", "locked-for-editing-only"])
+def test_an_encrypted_pdf_is_refused_unless_it_opens_without_a_password(tmp_path, user_password):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_encryption(owner_password="owner", user_password=user_password)
+    pdf.add_page()
+    pdf.set_font("Helvetica")
+    pdf.cell(text="The treaty was signed in March 1918.")
+    path = tmp_path / "locked.pdf"
+    pdf.output(str(path))
+    if user_password:
+        with pytest.raises(DocumentError, match=r"locked\.pdf: the PDF is encrypted; save an unprotected copy"):
+            read_document(path)
+    else:
+        assert read_document(path).text == "The treaty was signed in March 1918."
+
+
+def test_html_text_is_laid_out_as_a_browser_shows_it():
+    page = (
+        "<p>Signed&nbsp;in   <b>March</b>\n 1918 &amp; abrogated.</p><pre>  kept\n   as is</pre>"
+        "<p style='display: none'>invisible</p><ul><li>one</li><li>two<br>lines</li></ul>"
+        "<h3>Later <small>on</small></h3><div aria-hidden='true'>icon</div>After."
+    )
+    extracted = rag.formats.html(page)
+    assert extracted.text == (
+        "Signed in March 1918 & abrogated.\n\n  kept\n   as is\n\none\n\ntwo\nlines\n\nLater on\n\nAfter."
+    )
+    assert extracted.marks == ((extracted.text.index("Later"), "§ Later on"),)
+
+
 def test_an_html_page_without_visible_text_is_refused(tmp_path):
     path = tmp_path / "empty.html"
     path.write_text("<html><head><title>Only a title</title><script>x()</script></head><body> </body></html>")
@@ -314,7 +345,10 @@ def test_pdf_pages_are_marked_where_each_page_begins(made):
 
 
 def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_path):
-    text = "Intro line.\n\n# The Brest treaty\n\nSigned in March 1918.\n\n```\n# not a heading\n```\n\nLater\n=====\n\nAbrogated in November.\n"
+    text = (
+        "Intro line.\n\n# The Brest treaty\n\nSigned in March 1918.\n\n"
+        "```\n# not a heading\n```\n\nLater\n=====\n\nAbrogated in November.\n"
+    )
     path = tmp_path / "notes.md"
     path.write_text(text, encoding="utf-8")
     document = read_document(path)
