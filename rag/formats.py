@@ -273,7 +273,7 @@ class _Builder:
 
     def newline(self) -> None:
         self._space = False
-        if self._length:
+        if self._length and self._newlines < 2:  # never more than one blank line
             self._write("\n")
 
     def block(self) -> None:

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import rag.formats
 import rag.types
@@ -325,6 +327,25 @@ def test_html_text_is_laid_out_as_a_browser_shows_it():
         "Signed in March 1918 & abrogated.\n\n  kept\n   as is\n\none\n\ntwo\nlines\n\nLater on\n\nAfter."
     )
     assert extracted.marks == ((extracted.text.index("Later"), "§ Later on"),)
+
+
+_WORDS = st.text(alphabet="abcXYZ09.,&<> \t\n", min_size=0, max_size=20)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["p", "h2", "li", "span", "br", "script"]), _WORDS), max_size=12))
+def test_html_headings_are_marked_where_their_text_is_and_whitespace_is_collapsed(blocks):
+    page = "".join(
+        f"<{tag}>" if tag == "br" else f"<{tag}>{html.escape(words)}</{tag}>" for tag, words in blocks
+    )
+    extracted = rag.formats.html(page)
+    text = extracted.text
+    assert text == text.strip() and "  " not in text and "\n\n\n" not in text and "\t" not in text
+    headings = [" ".join(w.split()) for tag, w in blocks if tag == "h2" and w.split()]
+    assert [label for _, label in extracted.marks] == [f"§ {h}" for h in headings]
+    for offset, label in extracted.marks:
+        assert text[offset:].startswith(label.removeprefix("§ "))
+    shown = [w for tag, words in blocks if tag not in ("script", "br") for w in words.split()]
+    assert "".join(text.split()) == "".join(shown)  # every visible character, in order, and nothing else
 
 
 def test_an_html_page_without_visible_text_is_refused(tmp_path):
