@@ -32,6 +32,7 @@ SECTION = "The Brest treaty"
 SECTION_BEFORE = "In February 1918"
 # Words that only the HTML's head, scripts and styles contain: they must never be indexed.
 NOISE = ("zqxscriptword", "zqxstyleword", "zqxtitleword", "zqxhiddenword")
+LIGHTHOUSE = "The lighthouse at Penmorra was first lit in 1902.\r\nIts keeper kept a diary for forty years.\n"
 
 
 def sample_paragraphs() -> list[str]:
@@ -121,6 +122,8 @@ def made(tmp_path_factory) -> dict[str, Path]:
         "docx": write_docx(folder / "brest.docx", paragraphs),
         "scan": write_image_only_pdf(folder / "scan.pdf"),
     }
+    files["txt"] = folder / "notes.txt"  # plain text beside them: read as it is, no location
+    files["txt"].write_text(LIGHTHOUSE, encoding="utf-8")
     files["copy"] = folder / "copy-of-brest.pdf"  # read after brest.pdf (folders are read in name order)
     shutil.copyfile(files["pdf"], files["copy"])
     return files
@@ -141,7 +144,8 @@ def single(made, mixed, tmp_path_factory) -> dict[str, Assistant]:
         index_dir = tmp_path_factory.mktemp(kind) / "index"
         shutil.copytree(mixed.index_dir, index_dir)
         assistants[kind] = Assistant.build([made[kind]], index_dir=index_dir)
-        assert assistants[kind].last_build.embedded == 0 and len(assistants[kind].last_build.removed) == 2
+        report = assistants[kind].last_build
+        assert report.embedded == 0 and set(report.removed) == set(mixed.manifest["sources"]) - {str(made[kind].resolve())}
     return assistants
 
 
@@ -158,13 +162,13 @@ def pdf_pages(path: Path) -> list[str]:
 def test_each_format_is_indexed_once_and_the_scan_and_copy_are_skipped_with_their_reason(mixed, made):
     report = mixed.last_build
     indexed = {Path(s).name for s in mixed.manifest["sources"]}
-    assert indexed == {"brest.html", "brest.docx", "brest.pdf"}
+    assert indexed == {"brest.html", "brest.docx", "brest.pdf", "notes.txt"}
     assert {p.source for p in mixed.passages} == set(mixed.manifest["sources"])
     reasons = dict(report.skipped)
     assert "no text layer; it may be a scanned PDF, which needs OCR" in reasons[str(made["scan"].resolve())]
     assert f"a duplicate of {made['pdf'].resolve()} (same content)" in reasons[str(made["copy"].resolve())]
     formats = {Path(s).suffix: r["format"] for s, r in mixed.manifest["sources"].items()}
-    assert formats == {".pdf": "pdf", ".html": "html", ".docx": "docx"}
+    assert formats == {".pdf": "pdf", ".html": "html", ".docx": "docx", ".txt": "text"}
 
 
 def test_the_flagship_question_is_answered_from_the_mixed_folder_with_a_located_citation(mixed, made):
@@ -220,7 +224,7 @@ def test_every_citation_and_passage_slices_back_verbatim_from_the_stored_text(mi
 
 
 def test_extracted_texts_are_kept_in_the_index_and_checked_when_it_is_opened(mixed):
-    records = mixed.manifest["sources"]
+    records = {s: r for s, r in mixed.manifest["sources"].items() if r["format"] != "text"}
     for source, record in records.items():
         assert record["text"] in mixed.manifest["checksums"]
         assert (mixed.index_dir / record["text"]).is_file()
@@ -380,11 +384,13 @@ def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_p
     assert locations["Abrogated in November."] == "§ Later"
 
 
-def test_plain_text_has_no_location_and_no_stored_text(sample):
-    assert all(p.location is None for p in sample.passages)
-    assert all(r["format"] == "text" and r["text"] is None for r in sample.manifest["sources"].values())
-    source = sample.passages[0].source
-    assert sample.source_text(source) == SAMPLE_DOCUMENT.read_text(encoding="utf-8")
+def test_plain_text_has_no_location_and_no_stored_text(mixed, made):
+    source = str(made["txt"].resolve())
+    assert mixed.manifest["sources"][source]["text"] is None
+    passages = [p for p in mixed.passages if p.source == source]
+    assert [p.text for p in passages] == LIGHTHOUSE.strip().split("\r\n")
+    assert all(p.location is None for p in passages)
+    assert mixed.source_text(source) == LIGHTHOUSE  # the file as decoded, its \r\n kept
 
 
 def test_docx_headings_and_tables_are_read_in_document_order(tmp_path):
