@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterable
 from . import store
 from .answering import Answerer
 from .documents import collect
-from .embedding import Embedder
+from .embedding import Embedder, Progress
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
 from .retrieval import MODES, Mode, Retriever
 from .settings import (
@@ -20,6 +20,7 @@ from .splitting import split_document
 from .store import SourceRecord
 from .text import TOKENIZER_VERSION, terms
 from .types import Answer, Document, Hit, Passage
+from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -88,12 +89,17 @@ class Assistant:
         *,
         model: str | None = None,
         chunking: ChunkSettings = ChunkSettings(),
-        progress: bool = False,
+        progress: Progress = False,
         max_file_bytes: int = MAX_FILE_BYTES,
     ) -> "Assistant":
         """Index files and folders into `index_dir`, re-embedding only what changed.
 
         A file larger than `max_file_bytes` (default 50 MB) is skipped, from its size alone.
+        `progress`: True draws a bar with passages/s on stderr while embedding; a callable is
+        told (done, total, seconds) instead (see `rag.embedding.Embedder.encode`).
+
+        Interrupting it (KeyboardInterrupt) before the new manifest is committed leaves the
+        previous index exactly as it was.
 
         The index then holds exactly the documents found under `paths`: new and changed files
         are (re-)embedded, files no longer there are dropped, unchanged ones are reused as they
@@ -124,6 +130,8 @@ class Assistant:
             "normalized": True,
             "chunking": chunking.to_dict(),
             "tokenizer": TOKENIZER_VERSION,
+            # What was asked for, so `status` can tell files added to these folders since.
+            "roots": sorted(str(p.resolve()) for p in paths),
         }
         report = BuildReport(skipped=collected.skipped)
         with store.lock(index_dir):
@@ -134,8 +142,11 @@ class Assistant:
         return cls(index_dir, data, embedder, report)
 
     @classmethod
-    def open(cls, index_dir: str | Path) -> "Assistant":
+    def open(cls, index_dir: str | Path, *, stale_ok: bool = False) -> "Assistant":
         """Open an existing index, checking its files against the manifest and its sources on disk.
+
+        Args:
+            stale_ok: open even if sources changed since indexing (for `status`, which reports them).
 
         Raises:
             IndexNotFoundError: nothing is indexed there.
@@ -144,7 +155,7 @@ class Assistant:
         """
         index_dir = Path(index_dir)
         data = store.load(index_dir)
-        stale = _stale_sources(data)
+        stale = [] if stale_ok else _stale_sources(data)
         if stale:
             raise IndexStaleError(
                 f"{index_dir} is out of date: {', '.join(stale[:3])}{' and more' if len(stale) > 3 else ''} "
@@ -268,20 +279,32 @@ class Assistant:
     def manifest(self) -> dict:
         return self._data.manifest
 
-    def status(self) -> dict:
-        """What is indexed: documents, passages, model, when, and which sources are stale."""
+    def status(self, *, verify: bool = False) -> dict:
+        """What is indexed: documents, passages, model, index type, size, when, and what is stale.
+
+        `stale` names sources changed ("a.txt") or gone ("a.txt (missing)") since indexing, and
+        supported files in the indexed folders that the index does not hold ("b.txt (not
+        indexed)": new, or skipped by the last build). `verify` also hashes every index file.
+
+        Raises:
+            IndexCorruptError: with `verify`, a file does not match its checksum.
+        """
         manifest = self._data.manifest
         size = sum(p.stat().st_size for p in self.index_dir.rglob("*") if p.is_file())
-        return {
+        status = {
             "index": str(self.index_dir),
             "documents": manifest["counts"]["sources"],
             "passages": manifest["counts"]["passages"],
             "model": manifest["model"],
             "dimension": manifest["dimension"],
+            "index_type": describe_vector_index(manifest),
             "updated_at": manifest["updated_at"],
             "bytes_on_disk": size,
-            "stale": _stale_sources(self._data),
+            "stale": _stale_sources(self._data) + _unindexed_files(manifest),
         }
+        if verify:
+            status["verified_files"] = store.verify(self.index_dir)
+        return status
 
 
 def clean_question(question: object) -> str:
@@ -330,7 +353,7 @@ def _update(
     settings: dict,
     chunking: ChunkSettings,
     report: BuildReport,
-    progress: bool,
+    progress: Progress,
 ) -> store.IndexData:
     old_sources = previous.sources if previous else {}
     new_by_source = {d.source: d for d in documents}
@@ -408,6 +431,26 @@ def _update(
     )
     report.written = True
     return data
+
+
+def describe_vector_index(manifest: dict) -> str:
+    """The vector index kind and parameters, for people: "flat (exact)" or "ivf (nlist=…, …)"."""
+    spec = VectorIndexSpec.from_manifest(manifest)
+    if spec.kind == "flat":
+        return "flat (exact)"
+    return f"{spec.kind} (nlist={spec.nlist}, nprobe={spec.nprobe}, calibration recall@10={spec.calibration_recall})"
+
+
+def _unindexed_files(manifest: dict) -> list[str]:
+    """Supported files under the indexed folders that the index does not hold."""
+    from .documents import _walk
+
+    indexed = set(manifest["sources"])
+    found = []
+    for root in manifest.get("roots", []):
+        if Path(root).is_dir():
+            found += [f"{p.name} (not indexed)" for p in _walk(Path(root), skipped=[]) if str(p.resolve()) not in indexed]
+    return found
 
 
 def _stale_sources(data: store.IndexData) -> list[str]:

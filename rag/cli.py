@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(index)
     index.add_argument("--model", help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.add_argument("--progress", action="store_true",
+                       help="show the embedding progress bar (passages/s) even when stderr is not a terminal")
     index.add_argument(
         "--max-file-mb", type=_positive_mb, default=MAX_FILE_BYTES // 2**20, metavar="N",
         help=f"skip files larger than N MB (default: {MAX_FILE_BYTES // 2**20}; embedding 50 MB takes hours on a CPU)",
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what is indexed, and what is stale")
     _index_option(status)
     status.add_argument("--json", action="store_true")
+    status.add_argument("--verify", action="store_true",
+                        help="also hash every index file against its checksum (opening checks sizes and times only)")
     status.set_defaults(run=_run_status)
 
     evaluate = commands.add_parser(
@@ -105,7 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
     bench.add_argument("--out", default="eval/out/bench.json", help="where to write the JSON results")
-    bench.add_argument("--passages", type=int, default=10000, help="synthetic passages for the size measurement")
+    bench.add_argument("--passages", type=int, default=10000,
+                       help="largest synthetic collection for the search-scaling table (10k, 100k, ... up to N)")
+    bench.add_argument("--ann-sweep", action="store_true",
+                       help="instead: exact vs IVF search by collection size, to choose the ANN threshold")
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -137,10 +144,19 @@ def _run_index(args) -> int:
     from .settings import default_index_dir
 
     index_dir = Path(args.index) if args.index else default_index_dir()
-    assistant = Assistant.build(
-        args.paths, index_dir=index_dir, model=args.model, progress=sys.stderr.isatty(),
-        max_file_bytes=int(args.max_file_mb * 2**20),
-    )
+    before = _manifest_identity(index_dir)
+    try:
+        assistant = Assistant.build(
+            args.paths, index_dir=index_dir, model=args.model, progress=args.progress or sys.stderr.isatty(),
+            max_file_bytes=int(args.max_file_mb * 2**20),
+        )
+    except KeyboardInterrupt:
+        # The manifest is replaced in one step: either it is the old one, or the build finished.
+        if _manifest_identity(index_dir) == before:
+            print("rag: interrupted; the previous index is unchanged", file=sys.stderr)
+        else:
+            print("rag: interrupted after the new index was committed; it is complete", file=sys.stderr)
+        return 130
     report = assistant.last_build
     if args.json:
         print(json.dumps({**report.__dict__, "index": str(index_dir)}, indent=2))
@@ -156,6 +172,14 @@ def _run_index(args) -> int:
     )
     print(f'next: rag ask "your question" --index {index_dir}')
     return 0
+
+
+def _manifest_identity(index_dir: Path) -> tuple[int, int] | None:
+    try:
+        stat = (index_dir / "manifest.json").stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _run_ask(args) -> int:
@@ -228,12 +252,25 @@ def _run_chat(args) -> int:
 
 
 def _run_status(args) -> int:
-    status = _assistant(args).status()
+    from .assistant import Assistant
+
+    # A stale index is exactly what status must be able to describe: open it regardless.
+    assistant = Assistant.open(args.index, stale_ok=True) if args.index else _assistant(args)
+    status = assistant.status(verify=args.verify)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    shown = {
+        "bytes_on_disk": f"{status['bytes_on_disk']:,} ({status['bytes_on_disk'] / 2**20:.1f} MB)",
+        "stale": ", ".join(status["stale"]) or "nothing: every source is as indexed",
+    }
+    if "verified_files" in status:
+        shown["verified_files"] = f"{status['verified_files']} (every file matches its checksum)"
     for key, value in status.items():
-        print(f"{key:>14}: {value}")
+        print(f"{key:>14}: {shown.get(key, value)}")
+    if status["stale"]:
+        roots = " ".join(assistant.manifest.get("roots", [])) or "PATH"
+        print(f"next: rag index {roots} --index {status['index']}")
     return 0
 
 
@@ -267,6 +304,10 @@ def _run_ui(args) -> int:
 def _run_bench(args) -> int:
     from eval.bench import run_bench
 
+    if args.ann_sweep:
+        from eval.bench import run_ann_sweep
+
+        return run_ann_sweep(out=Path(args.out).with_name("ann-sweep.json"))
     return run_bench(out=Path(args.out), passages=args.passages)
 
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Union
 
 import numpy as np
 
@@ -13,6 +16,13 @@ from .settings import DEFAULT_MODEL
 # Passages per forward pass. 64 keeps MiniLM's batches small enough for 2 cores to stay busy
 # without padding short sentences to the length of a long one for long (batches are length-sorted).
 BATCH_SIZE = 64
+# Passages encoded between two progress reports: a whole number of batches, so the batches are
+# exactly those one `encode` of everything would form (see `Embedder.encode`).
+CHUNK = BATCH_SIZE * 8
+
+# Told (passages done, passages in all, seconds so far) after each chunk, e.g. to show passages/s.
+ProgressCallback = Callable[[int, int, float], None]
+Progress = Union[bool, ProgressCallback]
 
 
 def resolve_model_path(model: str) -> str:
@@ -51,22 +61,52 @@ class Embedder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
-        """Embed texts as a (len(texts), dimension) float32 matrix of unit vectors."""
+    def encode(self, texts: list[str], *, progress: Progress = False) -> np.ndarray:
+        """Embed texts as a (len(texts), dimension) float32 matrix of unit vectors.
+
+        Args:
+            progress: True draws a bar with passages/s on stderr; a callable is told
+                (done, total, seconds) after each chunk of `CHUNK` passages.
+
+        The texts are sorted longest first, as `SentenceTransformer.encode` sorts them, then
+        encoded a chunk at a time: each batch pads its texts to similar lengths, and the batches
+        are the ones a single call would form, so the progress reports cost no throughput.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            texts,
-            batch_size=BATCH_SIZE,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        model = self.model
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        bar = _bar(len(texts)) if progress is True else None
+        started = time.perf_counter()
+        try:
+            for start in range(0, len(texts), CHUNK):
+                rows = order[start : start + CHUNK]
+                out[rows] = model.encode(
+                    [texts[i] for i in rows],
+                    batch_size=BATCH_SIZE,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                if bar is not None:
+                    bar.update(len(rows))
+                elif callable(progress):
+                    progress(start + len(rows), len(texts), time.perf_counter() - started)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
 
     def encode_query(self, text: str) -> np.ndarray:
         """Embed one question as a (dimension,) unit vector."""
         return self.encode([text])[0]
+
+
+def _bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=" passages", desc="embedding", file=sys.stderr, dynamic_ncols=True)
 
 
 @lru_cache(maxsize=4)

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from . import vectors
 from .store import IndexData
 from .text import terms
 from .types import Hit
@@ -71,13 +72,13 @@ class Retriever:
         ]
 
     def _dense(self, query_vector: np.ndarray, depth: int) -> dict[int, float]:
-        scores, ids = self.index.faiss_index.search(query_vector.reshape(1, -1).astype(np.float32), depth)
+        scores, ids = vectors.search(self.index.faiss_index, query_vector, depth)
         return {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
 
     def _dense_score(self, query_vector: np.ndarray | None, i: int) -> float:
         if query_vector is None:
             return 0.0
-        return float(self.index.faiss_index.reconstruct(i) @ query_vector)
+        return float(vectors.vector(self.index.faiss_index, i) @ query_vector)
 
     def _lexical(self, query: str, depth: int) -> dict[int, float]:
         bm25 = self.index.bm25

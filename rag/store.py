@@ -4,7 +4,8 @@ Layout of an index folder (every name but the manifest carries a generation tag)
 
     manifest.json               format version, model, chunking, sources with hashes, file checksums
     passages-<gen>.jsonl        one passage per line, in the order of the vectors
-    vectors-<gen>.faiss         FAISS inner-product index over unit vectors
+    vectors-<gen>.faiss         FAISS inner-product index over unit vectors: exact, or IVF for
+                                large collections (see rag.vectors; the manifest records which)
     bm25-<gen>/                 bm25s index over the same passages
     texts/<sha256>.txt          the text extracted from each PDF, HTML or Word source, which its
                                 passages' offsets refer to (named by the hash of that text)
@@ -13,6 +14,10 @@ Layout of an index folder (every name but the manifest carries a generation tag)
 Writes are atomic: a new generation is written beside the old one and the manifest is replaced
 in one `os.replace`, so a crash at any point leaves the previous manifest and its files intact.
 Files no manifest refers to are removed on the next successful write.
+
+Opening checks each file's size and modification time against the manifest and hashes only a
+file whose time differs, so opening costs the same at any size; a truncated file is always
+caught. `verify` (`rag status --verify`) hashes every file.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import vectors as vector_index
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
 from .text import Vocabulary
 from .types import Passage
@@ -74,11 +80,10 @@ class IndexData:
         return Vocabulary(t for t in self.bm25.vocab_dict if t)
 
     def vectors(self) -> np.ndarray:
-        """All passage vectors, in passage order (reconstructed from the flat FAISS index)."""
-        n = self.faiss_index.ntotal
-        if n == 0:
+        """All passage vectors, in passage order (read back from the FAISS index)."""
+        if self.faiss_index.ntotal == 0:
             return np.zeros((0, self.manifest["dimension"]), dtype=np.float32)
-        return self.faiss_index.reconstruct_n(0, n)
+        return vector_index.all_vectors(self.faiss_index)
 
 
 def lock(index_dir: Path, *, timeout: float = LOCK_TIMEOUT_SECONDS):
@@ -127,32 +132,63 @@ def read_manifest(index_dir: Path) -> dict:
 
 
 def load(index_dir: Path) -> IndexData:
-    """Open an index, verifying every file against the checksums in its manifest.
+    """Open an index, checking its files against the manifest; the vectors are memory-mapped.
+
+    A file of the wrong size is damage; a file whose modification time differs from the one
+    recorded is hashed and must match its checksum. A same-size alteration that also kept the
+    time is found by `verify` (`rag status --verify`), which hashes everything.
 
     Raises:
         IndexNotFoundError, IndexCorruptError, IndexStaleError
     """
     import bm25s
-    import faiss
 
     manifest = read_manifest(index_dir)
-    for name, expected in manifest["checksums"].items():
-        path = index_dir / name
-        if not path.exists():
-            raise IndexCorruptError(_corrupt(index_dir, f"{name} is missing"))
-        if _checksum(path) != expected:
-            raise IndexCorruptError(_corrupt(index_dir, f"{name} does not match its checksum"))
+    _check_files(index_dir, manifest, full=False)
     files = manifest["files"]
     try:
         with open(index_dir / files["passages"], encoding="utf-8") as handle:
             passages = [Passage(**json.loads(line)) for line in handle]
-        faiss_index = faiss.read_index(str(index_dir / files["vectors"]))
-        bm25 = bm25s.BM25.load(str(index_dir / files["bm25"]), load_corpus=False, mmap=False)
+        spec = vector_index.VectorIndexSpec.from_manifest(manifest)
+        faiss_index = vector_index.read(index_dir / files["vectors"], spec)
+        bm25 = bm25s.BM25.load(str(index_dir / files["bm25"]), load_corpus=False, mmap=True)
     except Exception as error:  # any failure to parse a verified file is damage we cannot repair
         raise IndexCorruptError(_corrupt(index_dir, f"cannot read it ({type(error).__name__}: {error})")) from None
     if faiss_index.ntotal != len(passages):
         raise IndexCorruptError(_corrupt(index_dir, "the vectors and passages disagree in number"))
     return IndexData(manifest=manifest, passages=passages, faiss_index=faiss_index, bm25=bm25)
+
+
+def verify(index_dir: Path) -> int:
+    """Hash every file of an index and compare it with the manifest's checksum.
+
+    Returns:
+        The number of files verified.
+
+    Raises:
+        IndexNotFoundError, IndexCorruptError, IndexStaleError
+    """
+    manifest = read_manifest(index_dir)
+    _check_files(index_dir, manifest, full=True)
+    return len(manifest["checksums"])
+
+
+def _check_files(index_dir: Path, manifest: dict, *, full: bool) -> None:
+    """Every file the manifest lists exists with its recorded size; hashed if `full` or its time changed."""
+    stats = manifest.get("file_stats", {})  # absent in indexes written before it: hash everything
+    for name, expected in manifest["checksums"].items():
+        path = index_dir / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise IndexCorruptError(_corrupt(index_dir, f"{name} is missing")) from None
+        recorded = stats.get(name)
+        if recorded and stat.st_size != recorded["size"]:
+            raise IndexCorruptError(_corrupt(
+                index_dir, f"{name} has {stat.st_size:,} bytes where {recorded['size']:,} were written"))
+        if full or not recorded or stat.st_mtime_ns != recorded["mtime_ns"]:
+            if _checksum(path) != expected:
+                raise IndexCorruptError(_corrupt(index_dir, f"{name} does not match its checksum"))
 
 
 def write(
@@ -175,7 +211,6 @@ def write(
         The index just written, as `load` would read it (without reading it back).
     """
     import bm25s
-    import faiss
 
     assert len(passages) == len(vectors) == len(passage_terms)
     generation = (previous or {}).get("generation", 0) + 1
@@ -185,18 +220,22 @@ def write(
         "vectors": f"vectors-{tag}.faiss",
         "bm25": f"bm25-{tag}",
     }
+    stages: dict[str, float] = {}  # seconds per step, kept in the manifest as build metadata
+    clock = time.perf_counter()
     with open(index_dir / files["passages"], "w", encoding="utf-8") as handle:
         for passage in passages:
             handle.write(json.dumps(asdict(passage), ensure_ascii=False) + "\n")
         _sync(handle)
-    faiss_index = faiss.IndexFlatIP(settings["dimension"])
-    if len(vectors):
-        faiss_index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    faiss.write_index(faiss_index, str(index_dir / files["vectors"]))
+    stages["passages"], clock = time.perf_counter() - clock, time.perf_counter()
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(passages), settings["dimension"])
+    faiss_index, spec = vector_index.build(vectors)
+    vector_index.write(faiss_index, index_dir / files["vectors"])
+    stages["vectors"], clock = time.perf_counter() - clock, time.perf_counter()
     bm25 = bm25s.BM25()
     # bm25s cannot index an empty corpus; an index with no passages keeps an empty-token one.
     bm25.index(passage_terms or [[]], show_progress=False)
     bm25.save(str(index_dir / files["bm25"]), show_progress=False)
+    stages["bm25"], clock = time.perf_counter() - clock, time.perf_counter()
 
     checksums = {files["passages"]: _checksum(index_dir / files["passages"]),
                  files["vectors"]: _checksum(index_dir / files["vectors"])}
@@ -206,13 +245,20 @@ def write(
         checksums[name] = _write_text(index_dir, name, (texts or {}).get(name))
     for name in checksums:
         _fsync_path(index_dir / name)
+    # What `load` compares instead of hashing: stat after fsync, so nothing changes them later.
+    file_stats = {}
+    for name in checksums:
+        stat = (index_dir / name).stat()
+        file_stats[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stages["checksums"] = time.perf_counter() - clock
 
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         **settings,
-        "index_type": "flat",
+        "index_type": spec.kind,
+        "vector_index": spec.to_dict(),
         "generation": generation,
         "created_at": (previous or {}).get("created_at", now),
         "updated_at": now,
@@ -220,6 +266,8 @@ def write(
         "sources": {path: asdict(record) for path, record in sorted(sources.items())},
         "files": files,
         "checksums": checksums,
+        "file_stats": file_stats,
+        "build_seconds": {stage: round(value, 3) for stage, value in stages.items()},
     }
     temporary = index_dir / f"{MANIFEST}.{tag}.tmp"
     with open(temporary, "w", encoding="utf-8") as handle:

@@ -201,7 +201,12 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
         ]
         if progress:
             progress(0.3, desc="Updating the index")
-        rebuilt = Assistant.build([*sources, uploads], index_dir=current.index_dir)
+
+        def embedded(done: int, total: int, seconds: float) -> None:
+            rate = done / seconds if seconds > 0 else 0.0
+            progress(0.3 + 0.6 * done / total, desc=f"Embedding {done:,}/{total:,} passages ({rate:,.0f} passages/s)")
+
+        rebuilt = Assistant.build([*sources, uploads], index_dir=current.index_dir, progress=embedded if progress else False)
         holder.assistant = rebuilt
     report = rebuilt.last_build
     skipped = [reason for p, reason in (report.skipped if report else []) if Path(p).name == name]
