@@ -75,7 +75,9 @@ _LIST_MARKER = re.compile(r"^(\s*)(\d+)([.)])|^(\s*)([-+])(?=\s)", re.MULTILINE)
 
 def _text(value: str) -> str:
     """Document or user text made safe for the chat's Markdown: HTML-escaped, Markdown-inert."""
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(value))
+    # quote=False: this is element text, never an attribute, and the chat's Markdown shows an
+    # escaped apostrophe as the literal "&#x27;" ("The documents don&#x27;t say").
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(value, quote=False))
     return _LIST_MARKER.sub(
         lambda m: f"{m[1]}{m[2]}\\{m[3]}" if m[2] else f"{m[4]}\\{m[5]}", escaped
     )
@@ -192,6 +194,11 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
         if uploads.is_symlink():  # it would carry the upload to wherever the link points
             raise DocumentError(f"{uploads} is a symbolic link; uploads are stored only inside the index folder")
         uploads.mkdir(parents=True, exist_ok=True)
+        for entry in uploads.iterdir():
+            # Uploads are stored as files; a link here came from elsewhere, and indexing the
+            # folder would follow it to a file outside the index folder. The link goes, not its target.
+            if entry.is_symlink():
+                entry.unlink()
         if progress:
             progress(0.1, desc=f"Copying {name}")
         _store_upload(path, uploads / name)
