@@ -24,7 +24,7 @@ from rag.assistant import Assistant
 from rag.documents import collect
 from rag.settings import MAX_FILE_BYTES
 
-from conftest import run_rag, source_text
+from conftest import assert_one_line_error, run_rag, source_text
 
 GOOD = "The Penmorra lighthouse was first lit in 1902. Its keeper, Tobias Wren, kept a diary for forty years.\n"
 GOOD_QUESTION = "Who kept a diary at the Penmorra lighthouse?"
@@ -359,3 +359,24 @@ def test_two_rag_index_at_once_take_turns_and_leave_one_consistent_index(tmp_pat
     assert len(assistant.passages) == first_report["passages"]
     _, question, year = station_file(docs, 3)
     assert year in assistant.ask(question).text
+
+
+def test_bit_rot_that_opening_cannot_see_is_found_by_rag_status_verify(tmp_path):
+    """Opening checks sizes and times (cheap at any size); a same-size change that kept its time
+    is found by `rag status --verify`, which hashes every file, with a one-line error naming the fix."""
+    docs = tmp_path / "docs"
+    station_file(docs, 0)
+    index_dir = tmp_path / "index"
+    Assistant.build([docs], index_dir=index_dir)
+    assert run_rag("status", "--verify", "--index", str(index_dir), cwd=tmp_path).returncode == 0
+
+    passages = next(index_dir.glob("passages-*.jsonl"))
+    times = (passages.stat().st_atime_ns, passages.stat().st_mtime_ns)
+    data = bytearray(passages.read_bytes())
+    position = data.index(b"tide gauge")
+    data[position] = ord("T")  # same size, still valid JSON
+    passages.write_bytes(bytes(data))
+    os.utime(passages, ns=times)
+
+    result = run_rag("status", "--verify", "--index", str(index_dir), cwd=tmp_path)
+    assert_one_line_error(result, "damaged", passages.name, "does not match its checksum", f"rag index PATH --index {index_dir}")
