@@ -223,6 +223,7 @@ def _display_none(style: str | None) -> bool:
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 _SETEXT = re.compile(r"^ {0,3}(\S[^\n]*)\n {0,3}(=+|-+)[ \t]*$", re.M)
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1", re.M | re.S)
+_FRONT_MATTER = re.compile(r"\A---\n.*?^---[ \t]*$", re.M | re.S)  # YAML metadata at the top
 
 
 def markdown(text: str) -> Extracted:
@@ -231,11 +232,11 @@ def markdown(text: str) -> Extracted:
     >>> markdown("# Brest\\n\\nSigned in March.\\n").marks
     ((0, '§ Brest'),)
     """
-    fenced = [(m.start(), m.end()) for m in _FENCE.finditer(text)]
+    fenced = [(m.start(), m.end()) for m in (*_FENCE.finditer(text), *_FRONT_MATTER.finditer(text))]
     marks = []
     for match in (*_ATX.finditer(text), *_SETEXT.finditer(text)):
         if any(start <= match.start() < end for start, end in fenced):
-            continue  # a "# comment" inside a code block is not a heading
+            continue  # a "# comment" in a code block, or "key: value\n---" in front matter, is no heading
         title = match.group(2) if match.re is _ATX else match.group(1)
         marks.append((match.start(), _SECTION + " ".join(title.split())))
     return Extracted(text, tuple(sorted(marks)))

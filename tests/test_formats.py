@@ -372,7 +372,7 @@ def test_pdf_pages_are_marked_where_each_page_begins(made):
 
 def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_path):
     text = (
-        "Intro line.\n\n# The Brest treaty\n\nSigned in March 1918.\n\n"
+        "---\ntitle: notes\n---\n\nIntro line.\n\n# The Brest treaty\n\nSigned in March 1918.\n\n"
         "```\n# not a heading\n```\n\nLater\n=====\n\nAbrogated in November.\n"
     )
     path = tmp_path / "notes.md"
