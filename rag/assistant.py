@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+import numpy as np
+
 from . import store
 from .answering import Answerer
 from .documents import collect
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 MAX_QUESTION_CHARS = 2000
 # Passages retrieved per question and handed to the answerer.
 RETRIEVE_K = 10
+# A follow-up also considers the sentences near the last answer's citations, found a little deeper.
+FOLLOW_UP_K = 20
 
 
 @dataclass
@@ -181,12 +185,26 @@ class Assistant:
         return self.ask_standalone(question, mode=mode, min_confidence=min_confidence)
 
     def ask_standalone(
-        self, question: str, *, search: str | None = None, mode: Mode = "hybrid", min_confidence: float | None = None
+        self,
+        question: str,
+        *,
+        search: str | None = None,
+        follows: Answer | None = None,
+        mode: Mode = "hybrid",
+        min_confidence: float | None = None,
     ) -> Answer:
-        """Answer `question`, retrieving with `search` (a conversation adds the last turn's words)."""
-        hits = self.search(search or question, mode=mode)
+        """Answer `question` as a turn of a conversation.
+
+        Args:
+            search: words retrieval also gets (a conversation adds the turns the question
+                continues); they are embedded beside the question, which keeps equal weight.
+            follows: the previous answer: sentences near its citations are preferred, since a
+                follow-up is usually answered next to what was just cited.
+        """
+        near = self._answerer.passages_near(follows.citations) if follows is not None else frozenset()
+        hits = self._retrieve(search or question, question, k=FOLLOW_UP_K if near else RETRIEVE_K, mode=mode)
         started = time.perf_counter()
-        answer = self._answerer.answer(question, hits, min_confidence=min_confidence)
+        answer = self._answerer.answer(question, hits, min_confidence=min_confidence, near=near)
         self.timings["answer"] = time.perf_counter() - started
         if self.generator is not None and answer.grounded:  # never when the documents don't say
             answer = self._write(question, answer, hits)
@@ -227,15 +245,28 @@ class Assistant:
 
     def search(self, question: str, *, k: int = RETRIEVE_K, mode: Mode = "hybrid") -> list[Hit]:
         """The `k` passages most relevant to `question`, best first."""
+        question = clean_question(question)
+        return self._retrieve(question, question, k=k, mode=mode)
+
+    def _retrieve(self, words: str, question: str, *, k: int, mode: Mode) -> list[Hit]:
+        """BM25 on `words` (the question, or a follow-up with the turns it continues), dense
+        search on the question with those words in the background."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        question = clean_question(question)
         started = time.perf_counter()
         # The query is embedded in every mode: the answerer weighs each sentence's similarity to
         # it, so a "bm25" baseline differs from "hybrid" in retrieval alone.
-        vector = self._embedder.encode_query(question)
+        if words == question:
+            vector = self._embedder.encode_query(question)
+        else:
+            # A follow-up's own words weigh as much as all the earlier turns': "What led to that
+            # treaty being abrogated?" must not drift to the sentence the last turn cited, yet
+            # "How many divisions did they use?" needs to know who "they" were.
+            both = self._embedder.encode([question, words])
+            vector = both[0] + both[1]
+            vector = (vector / np.linalg.norm(vector)).astype(np.float32)
         embedded = time.perf_counter()
-        hits = self._retriever.search(question, vector, k=k, mode=mode)
+        hits = self._retriever.search(words, vector, k=k, mode=mode)
         self.timings = {"embed": embedded - started, "search": time.perf_counter() - embedded}
         return hits
 

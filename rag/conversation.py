@@ -144,7 +144,10 @@ class Conversation:
 
         question = clean_question(question)
         understood = rewrite(question, self.history)
-        answer = self.assistant.ask_standalone(understood.question, search=understood.search, min_confidence=min_confidence)
+        follows = self.history[-1].answer if self.history else None
+        answer = self.assistant.ask_standalone(
+            understood.question, search=understood.search, follows=follows, min_confidence=min_confidence
+        )
         if min_confidence is None:
             self.history.append(Turn(question, understood.question, answer, understood.context))
         return answer

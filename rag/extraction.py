@@ -212,6 +212,10 @@ def find_names(sentence: str, question: str, *, places: bool = False, max_distan
             distance -= 3 if preferred else 0
         else:
             distance += _person_evidence(sentence, before, match.end())
+            # "led by Lenin" answers "Who led…?": the agent of the question's own verb.
+            agent = re.search(r"\b(\w+)\s+by$", before)
+            if agent and set(terms(agent.group(1))) & asked:
+                distance -= 3
         if max_distance is not None and distance > max_distance:
             continue
         spans.append((distance, start, Span(text=text, start=start, end=match.end())))

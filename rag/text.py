@@ -103,5 +103,23 @@ class Vocabulary:
             return [term]
         if len(term) < 4:
             return []
-        stem = term[: max(4, len(term) - 1)]
-        return [t for t in self._by_prefix.get(term[:4], ()) if t.startswith(stem) or term.startswith(t[: max(4, len(t) - 1)])]
+        return [t for t in self._by_prefix.get(term[:4], ()) if _inflections(term, t) or _inflections(t, term)]
+
+
+def _inflections(shorter: str, other: str) -> bool:
+    """Whether `other` may inflect `shorter`: it shares all of `shorter` but its last letter.
+
+    Four shared letters are too few on their own ("react" is not "reach"): a five-letter stem
+    only takes the Latin d/t → s alternation ("invad" → "invas", "permit" → "permis").
+
+    >>> Vocabulary(["invas", "reach", "dismiss"]).variants("invad")
+    ['invas']
+    >>> Vocabulary(["invas", "reach", "dismiss"]).variants("react")
+    []
+    """
+    stem = shorter[: max(4, len(shorter) - 1)]
+    if not other.startswith(stem):
+        return False
+    if len(shorter) >= 6 or other == stem:
+        return True
+    return shorter[-1] in "dts" and other[len(stem)] in "dts"

@@ -45,6 +45,12 @@ def test_sample_questions_are_answered(sample, verbatim, question, expected, evi
     verbatim(answer)
 
 
+def test_the_agent_of_the_asked_verb_is_the_answer(sample):
+    # "…the Bolsheviks, led by Lenin, … signed the Brest Peace Treaty with Germany in Brest":
+    # Germany is nearer the question's "Brest", but Lenin is who "led".
+    assert sample.ask("Who led the Bolsheviks at Brest?").text.startswith("Lenin.")
+
+
 @pytest.mark.parametrize(
     "question",
     ["When did Stalin die?", "When was the Treaty of Versailles signed?", "What is the capital of Australia?"],

@@ -43,6 +43,39 @@ def test_what_about_follow_up_changes_the_focus(sample):
     assert "470,000" in answer.text.split("“")[0]
 
 
+def test_follow_up_is_read_with_its_own_words_not_the_last_answers(sample, verbatim):
+    # The history helps retrieval find the treaty, but the answer is the sentence about its end,
+    # next to the one just cited, not that same sentence again.
+    chat = sample.chat()
+    assert "Brest" in chat.ask("How did the Bolsheviks respond?").text
+
+    answer = chat.ask("What led to that treaty being abrogated?")
+
+    assert answer.grounded and "revolution broke out" in answer.text
+    assert "revolution broke out" in answer.citations[0].text
+    verbatim(answer)
+
+
+def test_a_new_topic_after_a_follow_up_is_not_pulled_back_to_the_last_citations(sample):
+    chat = sample.chat()
+    chat.ask("Who was the German ambassador?")
+    chat.ask("What happened to him later?")
+
+    answer = chat.ask("How many tanks did the Germans attack with?")
+
+    assert answer.text.startswith("4,300")
+
+
+def test_follow_ups_work_on_any_document(bridge, verbatim):
+    chat = bridge.chat()
+    assert "Miriam Okonkwo-Hale" in chat.ask("Who designed the Varnholt Bridge?").text
+
+    answer = chat.ask("When was it opened?")
+
+    assert answer.text.startswith("September 14, 1893")
+    verbatim(answer)
+
+
 def test_reset_forgets_the_previous_turns(sample):
     chat = sample.chat()
     chat.ask("Who was the German ambassador?")
