@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,15 +344,23 @@ def _decision_features(best: Candidate, candidates: list[Candidate]) -> dict[str
 
 
 def _compose(best: Candidate) -> str:
-    """The direct answer first, then the supporting statement, quoted."""
-    sentence = best.hit.passage.text
+    """The direct answer first, then the supporting statement, quoted.
+
+    The answer is read, so line breaks inside a sentence (a PDF's text keeps its printed lines)
+    become spaces here; the citations keep the source's exact characters.
+    """
+    sentence = _one_line(best.hit.passage.text)
     if best.span is None:
-        quoted = " ".join([sentence] + [p.text for p in best.context])
+        quoted = " ".join([sentence] + [_one_line(p.text) for p in best.context])
         return f"“{quoted}”"
-    statement = f"{best.span.text}. “{sentence}”"
+    statement = f"{_one_line(best.span.text)}. “{sentence}”"
     if best.context:
-        statement += f" (the date is read with the earlier sentence “{best.context[0].text}”)"
+        statement += f" (the date is read with the earlier sentence “{_one_line(best.context[0].text)}”)"
     return statement
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _inverse_document_frequencies(index: IndexData) -> dict[str, float]:

@@ -190,6 +190,7 @@ def test_each_format_alone_answers_the_flagship_question_citing_its_page_or_sect
 
     assert answer.grounded, answer
     assert "March" in answer.text and "1918" in answer.text
+    assert "\n" not in answer.text  # the answer reads as prose, whatever lines the PDF printed
     cited = [c for c in answer.citations if "signed the Brest Peace Treaty" in c.text]
     assert cited, answer.citations
     for citation in answer.citations:
