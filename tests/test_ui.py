@@ -11,6 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from fpdf import FPDF
 
 from rag.assistant import Assistant
 from rag.errors import DocumentError
@@ -289,7 +290,7 @@ def test_upload_names_keep_only_a_safe_base_name(name, stored):
 
 @pytest.mark.parametrize("name", ["photo.png", "", "...", "notes.md.exe"])
 def test_upload_names_refuse_other_types(name):
-    with pytest.raises(DocumentError, match="only .txt, .md"):
+    with pytest.raises(DocumentError, match=r"only \.txt, .*\.pdf, .*\.docx files are accepted"):
         safe_upload_name(name)
 
 
@@ -302,8 +303,15 @@ def test_upload_adds_a_document_and_refuses_binary_and_large_files(tmp_path):
 
     binary = incoming / "data.txt"
     binary.write_bytes(b"text\0\1\2")
-    with pytest.raises(DocumentError, match="looks binary"):
+    with pytest.raises(DocumentError, match="^data.txt: looks like a binary file"):
         add_upload(holder, binary)
+    scan = incoming / "scan.pdf"  # a PDF of one blank page: no text layer, as a scan has none
+    blank = FPDF()
+    blank.add_page()
+    blank.output(str(scan))
+    with pytest.raises(DocumentError, match="^scan.pdf: .*no text layer"):
+        add_upload(holder, scan)
+    assert not (holder.assistant.index_dir / "uploads" / "scan.pdf").exists()  # refused before it is copied
     large = incoming / "big.md"
     large.write_bytes(b"a" * (5 * 1024 * 1024 + 1))
     with pytest.raises(DocumentError, match="at most 5 MB"):

@@ -22,7 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 
 from rag import Answer, Assistant  # noqa: E402
+from rag.documents import read_document  # noqa: E402
 from rag.errors import DocumentError, RagError  # noqa: E402
+from rag.settings import SUPPORTED_EXTENSIONS  # noqa: E402
 
 # Characters of surrounding text shown on each side of a cited sentence in the sources panel:
 # enough for the sentence before and after, which is where "the same year" gets its year.
@@ -30,7 +32,7 @@ CONTEXT_CHARS = 300
 # Largest accepted upload. Plain-text documents are rarely bigger; a larger file is more likely
 # a mistake (a dump, a binary) and would block the index for minutes on a laptop CPU.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-UPLOAD_EXTENSIONS = (".txt", ".md")
+UPLOAD_EXTENSIONS = SUPPORTED_EXTENSIONS  # whatever `rag index` reads: text, Markdown, PDF, HTML, Word
 # How a chat answer arrives: its words revealed in this many steps, this many seconds apart,
 # before the final message with its citation markers and the sources panel.
 STREAM_STEPS = 4
@@ -38,8 +40,6 @@ STREAM_DELAY = 0.05
 # What a message still arriving ends with (alone, while the answer is being looked up); a final
 # message never does, so a reader (or a test) can tell the two apart.
 PENDING = "…"
-# Bytes inspected for a NUL when deciding whether an upload is binary: text files never hold one.
-BINARY_SNIFF_BYTES = 8192
 # The queue every request waits in. Answering is CPU-bound and the machine this serves is a
 # laptop: two questions at a time keep two cores busy, and a third would only slow all of them.
 QUEUE_CONCURRENCY = 2
@@ -185,9 +185,10 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
         raise DocumentError(f"{name} is {size / 1e6:.1f} MB; upload files of at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-    with open(path, "rb") as handle:
-        if b"\0" in handle.read(BINARY_SNIFF_BYTES):
-            raise DocumentError(f"{name} looks binary; upload plain-text {' or '.join(UPLOAD_EXTENSIONS)} files")
+    try:  # read as `rag index` would, before anything is copied: binary, empty, no text layer…
+        read_document(path)
+    except DocumentError as error:
+        raise DocumentError(str(error).replace(str(path), name)) from None
     with holder.lock:
         current = holder.assistant
         uploads = Path(current.index_dir) / "uploads"
@@ -315,7 +316,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_sources(None), elem_id="rag-sources")
                 with gr.Accordion("Add a document", open=False):
-                    file = gr.File(label="A .txt or .md file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath", elem_id="rag-upload")
+                    file = gr.File(label="A text, Markdown, PDF, HTML or Word file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath", elem_id="rag-upload")
                     upload_message = gr.Markdown(elem_id="rag-upload-message")
 
         gr.on(
