@@ -450,6 +450,10 @@ def _update(
             text=text_name,
         )
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
+    if progress is True:  # the bar has finished; a large index takes minutes more to write
+        import sys
+
+        print(f"writing the index of {len(passages):,} passages (vectors, BM25, checksums)", file=sys.stderr, flush=True)
     data = store.write(
         index_dir,
         passages=passages,

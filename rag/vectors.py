@@ -1,9 +1,10 @@
 """The dense vector index: exact search for small collections, an IVF index beyond a measured size.
 
-Below `ann_threshold()` passages the index is a FAISS `IndexFlatIP`: exact, no training, and a
-search over 50,000 vectors still takes a few milliseconds. Above it, exact search grows linearly
-(about 40 ms per question at 100,000 passages and 0.4 s at 1,000,000 on this project's 2-core
-reference machine) and the index becomes an `IndexIVFFlat`:
+Below `ann_threshold()` passages the index is a FAISS `IndexFlatIP`: exact, and no training.
+Exact search costs one scan of every vector per question, linear in the collection (on this
+project's 2-core machine about 40 ms at 100,000 passages, and 0.4 s at 1,000,000: see the
+growth table of `rag bench --passages 1000000`). From the threshold on, the index is an
+`IndexIVFFlat`:
 
 - the vectors are clustered into `nlist` lists (k-means on a sample) and a question scans only
   the `nprobe` lists nearest to it. The vectors are stored uncompressed, so the scores are the
@@ -12,10 +13,11 @@ reference machine) and the index becomes an `IndexIVFFlat`:
   recall@10 against exact search reaches `CALIBRATION_RECALL` on sampled passages;
 - both kinds are memory-mapped when opened, so opening costs the same at any size.
 
-HNSW was measured too (`rag bench --ann-sweep`): at 100,000 passages its recall per millisecond is
-a little better, but it builds 5x slower (74 s against 16 s on 2 cores, growing faster than
-linearly) and FAISS cannot memory-map it; IVF-PQ compresses vectors so recall@10 against exact
-stays under 0.95 without re-ranking the full vectors, which it would then have to keep anyway.
+Alternatives measured at 100,000 synthetic passages on 2 busy cores: HNSW (M=32,
+efConstruction=40) reached recall@10 0.968 at 0.9 ms but took 74 s to build against 16 s for
+IVF with 4*sqrt(n) lists, grows faster than linearly, and FAISS cannot memory-map it. IVF-PQ was
+not adopted: its compressed codes approximate the scores, so recall@10 against exact needs a
+re-ranking with the full vectors, which would then have to be stored besides.
 
 The choice (kind and parameters) is recorded in the manifest as `VectorIndexSpec.to_dict()`.
 """
@@ -31,14 +33,18 @@ import numpy as np
 from .errors import ConfigError
 
 ENV_ANN_THRESHOLD = "RAG_ANN_THRESHOLD"
-# Collections of at least this many passages get an IVF index. Measured with
-# `rag bench --ann-sweep` (see docs in eval/bench.py): at 50,000 passages exact search takes
-# about 10 ms per question, more than embedding the question (about 8 ms), while IVF with a
-# calibrated nprobe answers in under 2 ms with recall@10 >= 0.95; below that the exact search is
-# cheap enough that an approximation would buy nothing worth its training time.
+# Collections of at least this many passages get an IVF index. Rule (`rag bench --ann-sweep`):
+# switch once exact search of a question costs more than embedding it (5-10 ms for MiniLM on 2
+# cores), since IVF keeps recall@10 >= 0.95 at any size by calibration. Exact search crosses
+# that between 20,000 and 50,000 passages (about 0.4 us per vector); 50,000 keeps small and
+# medium collections exact (under ~20 ms a question) and spares them k-means training. The
+# sweep on a machine whose other processes took 90% of the CPU measured exact/IVF p50 of
+# 52/0.2 ms at 10k, 136/1.9 ms at 50k, 196/32 ms at 100k, recall@10 0.97-0.99.
 ANN_THRESHOLD = 50_000
-# Lists per collection: FAISS's guideline is 4*sqrt(n) to 16*sqrt(n); the low end keeps k-means
-# training and assignment (which grow with n * nlist) within a few minutes at 1,000,000 passages.
+# Lists per collection, times sqrt(n). FAISS suggests 4 to 16; at 200,000 synthetic passages 1
+# and 2 reached the same recall for the same share of vectors scanned (0.946 and 0.956 at 20%),
+# while k-means training and assignment grow with n * nlist: 2 keeps a 1,000,000-passage build
+# within minutes on 2 cores.
 LISTS_PER_SQRT_N = 2
 # k-means trains on this many sampled vectors per list (FAISS warns below 39) ...
 TRAINING_PER_LIST = 40
