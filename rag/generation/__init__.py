@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from ..types import Answer, Citation, Hit, SentenceSupport
 from .backends import MAX_TOKENS, Generator, HttpGenerator, LlamaCppGenerator, make_generator
-from .prompt import excerpts_for, messages
-from .verify import Renumbering, complete_sentences, split_sentences, verify, verify_sentences
+from .prompt import direct_part, excerpts_for, messages
+from .verify import Renumbering, complete_sentences, split_sentences, states, verify, verify_sentences
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
@@ -105,7 +105,7 @@ def write_answer(
             if listener:
                 listener(Event("sentence", support.text, support))
 
-    for piece in generator.stream(messages(question, answer, excerpts), max_tokens=max_tokens):
+    for piece in generator.stream(messages(question, answer, excerpts), max_tokens=max_tokens, excerpts=len(excerpts)):
         if listener:
             listener(Event("token", piece))
         buffer += piece
@@ -117,8 +117,20 @@ def write_answer(
 
 
 def assemble(answer: Answer, checked: Sequence[SentenceSupport], citations: list[Citation]) -> Answer:
-    """The final answer from checked sentences: the kept ones, or the extractive answer if none."""
+    """The final answer from checked sentences: the kept ones, or the extractive answer if none.
+
+    Each sentence is checked against the union of the excerpts it cites, which a sentence can
+    satisfy word by word while joining them wrongly: "signed in February 1918 [1][2]" takes
+    "signed" from the treaty sentence and "February 1918" from the one before it. So the
+    written answer must also state the extractive answer's direct part ("March 1918", read from
+    the same excerpts by the extractive reader); if it does not, it is not used at all.
+    """
     kept = [s.text for s in checked if s.supported]
+    lead = direct_part(answer)
+    if kept and lead and not states(" ".join(kept), lead):
+        reason = f"the written answer does not say {lead}, the answer the excerpts give"
+        checked = [replace(s, supported=False, cites=(), reason=s.reason or reason) for s in checked]
+        kept = []
     if not kept:
         return replace(answer, generated=False, sentences=tuple(checked))
     return replace(answer, text=" ".join(kept), citations=citations, generated=True, sentences=tuple(checked))

@@ -1,10 +1,12 @@
 """What the model is shown: numbered verbatim excerpts, the question, and the extractive answer's lead.
 
-Small models follow a worked example far better than instructions alone (on the survey's 10
-questions the 1.5B Qwen went from 3 to 5 correct with a two-example prompt), so the prompt shows
-one exchange on a made-up text before the real one. The extractive answer's direct part
-("March 1918") is given as a hint with the excerpts it was read from: the model's job is to
-write it as a sentence, not to find it again.
+Small models follow worked examples better than instructions alone (the survey in
+/work/shared/notes/local-models.md got 5 of 7 right from the 1.5B Qwen only with a two-example
+prompt), so the prompt shows two exchanges on a made-up text before the real one. The
+extractive answer's direct part ("March 1918") is given with the excerpts it was read from:
+the model's job is to write it as a sentence, not to find it again. Asked to answer freely
+from six excerpts, the 0.5B model answered "February 1918" for the flagship question; asked to
+rewrite the found answer, it writes "The Brest Peace Treaty was signed in March 1918 [1][2]."
 """
 from __future__ import annotations
 
@@ -13,30 +15,31 @@ from typing import Sequence
 from ..types import Answer, Citation, Hit
 
 # Excerpts shown to the model: the extractive answer's citations (at most 3) and the best other
-# retrieved sentences. Six keep the prompt near 1,000 tokens: ~4 s of prompt reading for the
-# 0.5B model on 2 cores; more excerpts made the answer slower and no more often right.
-MAX_EXCERPTS = 6
+# retrieved sentences. Four keep the whole prompt, two worked examples included, near 500 tokens
+# (measured with Qwen2.5's tokenizer on the sample's questions): prompt reading dominates the
+# time of a short answer on a CPU.
+MAX_EXCERPTS = 4
 
 SYSTEM = (
-    "You answer questions using only the numbered excerpts you are given. "
-    "Answer in one to three short sentences. "
-    "End every sentence with the number of the excerpt it comes from, in square brackets, like [1]. "
-    "Copy names, dates and numbers exactly as the excerpts write them. "
-    "Never add facts that are not in the excerpts."
+    "You turn answers found in documents into one or two short, fluent sentences. "
+    "Use only facts from the numbered excerpts. "
+    "End every sentence with the numbers of the excerpts it comes from, in square brackets, like [1]. "
+    "Copy names, dates and numbers exactly as the excerpts write them."
 )
 
+# Two worked examples on a made-up text: one where the extractive reader found a short answer,
+# one where the answer is a whole sentence.
 _EXAMPLE_EXCERPTS = [
-    "The Varnholt Bridge crosses the river Elsmere between the towns of Kestrel and Dunmore.",
-    "The bridge was designed by the engineer Miriam Okonkwo-Hale.",
-    "Construction began in 1887.",
     "The bridge was opened to traffic on September 14, 1893.",
+    "The Varnholt Bridge crosses the river Elsmere between the towns of Kestrel and Dunmore.",
+    "In 1951 a flood damaged the northern tower, and repairs took three years.",
 ]
-_EXAMPLE_QUESTION = "When did the Varnholt Bridge open?"
-_EXAMPLE_HINT = "September 14, 1893 [4]"
-_EXAMPLE_ANSWER = (
-    "The Varnholt Bridge was opened to traffic on September 14, 1893 [4]. "
-    "Its construction had begun in 1887 [3]."
-)
+_EXAMPLES = [
+    ("When did the Varnholt Bridge open?", "September 14, 1893 [1]",
+     "The Varnholt Bridge was opened to traffic on September 14, 1893 [1]."),
+    ("What happened to the bridge in 1951?", "",
+     "In 1951 a flood damaged the bridge's northern tower [3]. The repairs took three years [3]."),
+]
 
 
 def excerpts_for(answer: Answer, hits: Sequence[Hit], *, limit: int = MAX_EXCERPTS) -> list[Citation]:
@@ -80,16 +83,18 @@ def _user_message(question: str, excerpts: Sequence[str], lead: str) -> str:
     lines += [f"[{n}] {' '.join(text.split())}" for n, text in enumerate(excerpts, 1)]
     lines += ["", f"Question: {question}"]
     if lead:
-        lines.append(f"Short answer found in the excerpts: {lead}")
-    lines.append("Answer in full sentences, each ending with its excerpt number in brackets:")
+        lines.append(f"Answer found: {lead}")
+        lines.append("Write this answer as a full sentence, keeping the excerpt numbers.")
+    else:
+        lines.append("Answer from excerpt [1] in one or two sentences, each ending with its excerpt numbers.")
     return "\n".join(lines)
 
 
 def messages(question: str, answer: Answer, excerpts: Sequence[Citation]) -> list[dict]:
     """The chat messages for one question: instructions, the worked example, then the real one."""
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": _user_message(_EXAMPLE_QUESTION, _EXAMPLE_EXCERPTS, _EXAMPLE_HINT)},
-        {"role": "assistant", "content": _EXAMPLE_ANSWER},
-        {"role": "user", "content": _user_message(question, [e.text for e in excerpts], hint(answer, excerpts))},
-    ]
+    chat = [{"role": "system", "content": SYSTEM}]
+    for example_question, example_lead, example_answer in _EXAMPLES:
+        chat.append({"role": "user", "content": _user_message(example_question, _EXAMPLE_EXCERPTS, example_lead)})
+        chat.append({"role": "assistant", "content": example_answer})
+    chat.append({"role": "user", "content": _user_message(question, [e.text for e in excerpts], hint(answer, excerpts))})
+    return chat
