@@ -74,6 +74,11 @@ class Embedder:
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) < len(texts):
+            # A repeated passage (a page footer, boilerplate, a pasted block) is embedded once.
+            row = {text: i for i, text in enumerate(distinct)}
+            return self.encode(distinct, progress=progress)[[row[t] for t in texts]]
         model = self.model
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)

@@ -198,11 +198,11 @@ def test_a_200_mb_file_is_skipped_from_its_size_without_being_read(tmp_path):
 
 def test_a_5_mb_file_on_one_line_is_indexed_exactly(tmp_path):
     """One 5 MB line without sentence breaks (an export that lost its newlines) is cut into
-    thousands of passages at word boundaries, every one of them embedded and citable. The
-    slowest test here: about 9,000 passages to embed (~70 s on 2 cores)."""
-    rng = random.Random(5)
-    words = "river bank old town merchants traded salt iron grain during long winters ferry tolls".split()
-    filler = " ".join(rng.choice(words) for _ in range(900_000))
+    thousands of passages at word boundaries, every one of them embedded and citable.
+
+    The filler repeats one phrase, so its ~8,700 passages are a few dozen distinct texts, each
+    embedded once: random words would make this one test embed for minutes on 2 cores."""
+    filler = " ".join(["river bank old town merchants traded salt iron grain during long winters ferry tolls"] * 60_000)
     fact = " The keeper of the Quillfen light was Orrin Vask, who painted its door blue in 1902. "
     half = (5 * MB - len(fact)) // 2
     line = filler[:half] + fact + filler[-(5 * MB - len(fact) - half) :]

@@ -75,3 +75,16 @@ def test_embedder_gives_unit_vectors_and_batches_like_single_texts():
     assert np.allclose(np.linalg.norm(batch, axis=1), 1, atol=1e-5)
     assert np.allclose(batch, singles, atol=1e-4)  # padding inside a batch changes nothing
     assert embedder.encode([]).shape == (0, 384)
+
+
+def test_repeated_texts_are_embedded_once_and_keep_their_rows():
+    embedder = Embedder()
+    texts = ["Page 1 of 2", "The treaty was signed in March.", "Page 1 of 2"]
+    calls = []
+
+    vectors = embedder.encode(texts, progress=lambda done, total, seconds: calls.append(total))
+
+    assert vectors.shape == (3, 384)
+    assert np.array_equal(vectors[0], vectors[2])
+    assert np.allclose(vectors[1], embedder.encode_query(texts[1]), atol=1e-4)
+    assert calls == [2]  # two distinct texts embedded
