@@ -62,12 +62,6 @@ CANDIDATES = 8
 # questions with 1.9 citations each; citing the top 3 always gains 1% for 3.0 citations each.
 EXTRA_CITATION_RATIO = 0.8
 MAX_CITATIONS = 3
-# A follow-up is usually answered by the sentence just cited or one a couple of sentences away
-# ("What was he trying to achieve?", "How did Hitler react?"): those rank a little higher, if
-# they mention whom the question names (a sentence next to Schulenburg's that is about Hitler
-# does not say what happened to Schulenburg).
-NEAR_WINDOW = 2
-NEAR_BONUS = 0.2
 
 ABSTAIN_TEXT = "The documents don't say. No passage in them answers this question."
 
@@ -123,7 +117,6 @@ class _Asked:
     predicate: list[str]  # the words that say what is asked about the topic
     unknown: float  # 1.0 when the question names something the documents never mention
     unknown_words: float  # weighted share of words the documents never use
-    names: list[str]  # the question's words that belong to the names it mentions
 
     def covered(self, words, sentence_terms: set[str], neighbour_terms: set[str]) -> float:
         """Weighted share of `words` in the sentence; a word only in a neighbour counts half."""
@@ -145,19 +138,16 @@ class Answerer:
         self.calibration = calibration or Calibration.load()
         self._idf = _inverse_document_frequencies(index)
 
-    def answer(
-        self, question: str, hits: list[Hit], *, min_confidence: float | None = None, near: frozenset[str] = frozenset()
-    ) -> Answer:
+    def answer(self, question: str, hits: list[Hit], *, min_confidence: float | None = None) -> Answer:
         """Answer from the hits, or abstain when confidence is under the threshold.
 
         Args:
             question: the standalone question (it decides the kind of answer sought).
             hits: retrieved passages, best first.
             min_confidence: overrides the calibrated threshold (0 never abstains).
-            near: ids of passages near the previous answer's citations, in a conversation.
         """
         threshold = self.calibration.threshold if min_confidence is None else min_confidence
-        candidates = self._candidates(question, hits, near)
+        candidates = self._candidates(question, hits)
         if not candidates:
             return Answer(text=ABSTAIN_TEXT, grounded=False, query=question)
         best = max(candidates, key=lambda c: c.rank_score)
@@ -181,20 +171,10 @@ class Answerer:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def passages_near(self, citations: list[Citation]) -> frozenset[str]:
-        """Ids of the passages within NEAR_WINDOW sentences of the cited ones, these excluded:
-        a follow-up asks for what the last answer did not already show."""
-        by_start = {(p.source, p.start): p for p in self.index.passages}
-        cited = [by_start[key] for key in ((c.source, c.start) for c in citations) if key in by_start]
-        near = {n.id for passage in cited for n in self._neighbours(passage, before=NEAR_WINDOW, after=NEAR_WINDOW)}
-        return frozenset(near - {passage.id for passage in cited})
-
-    def _candidates(self, question: str, hits: list[Hit], near: frozenset[str] = frozenset()) -> list[Candidate]:
+    def _candidates(self, question: str, hits: list[Hit]) -> list[Candidate]:
         shape = question_shape(question)
         asked = self._asked(question)
-        # The best retrieved sentences, and deeper ones when they sit near the last citations.
-        pool = [(rank, hit) for rank, hit in enumerate(hits) if rank < CANDIDATES or hit.passage.id in near]
-        return [self._candidate(question, shape, asked, hit, rank, hit.passage.id in near) for rank, hit in pool]
+        return [self._candidate(question, shape, asked, hit, rank) for rank, hit in enumerate(hits[:CANDIDATES])]
 
     def _asked(self, question: str) -> "_Asked":
         """What the question asks, weighed once for all its candidates."""
@@ -208,19 +188,15 @@ class Answerer:
         # The predicate: lower-case words that are not the answer's frame ("year", "name"). Names
         # are the topic and easy to match; whether the sentence says what is asked hangs on these.
         predicate = predicate_words(question)
-        name_terms = {t for name in find_names(question, "") for t in terms(name.text)}
         return _Asked(
             variants=variants,
             weights=weights,
             predicate=[t for t in terms_ if t in predicate],
             unknown=1.0 if unknown_names(question, self._idf) else 0.0,
             unknown_words=sum(w for t, w in weights.items() if not vocabulary.variants(t)) / total,
-            names=[t for t in terms_ if t in name_terms],
         )
 
-    def _candidate(
-        self, question: str, shape: QuestionShape, asked: "_Asked", hit: Hit, rank: int, near: bool = False
-    ) -> Candidate:
+    def _candidate(self, question: str, shape: QuestionShape, asked: "_Asked", hit: Hit, rank: int) -> Candidate:
         passage = hit.passage
         sentence_terms = set(terms(passage.text))
         neighbours = self._neighbours(passage, before=1, after=1)
@@ -249,8 +225,6 @@ class Answerer:
         rank_score = (
             features["dense"] + features["coverage"] + 0.25 * features["predicate"] + 0.5 * typed + 1.0 / (rank + 3)
         )
-        if near and (not asked.names or any(asked.variants[t] & sentence_terms for t in asked.names)):
-            rank_score += NEAR_BONUS
         return Candidate(hit=hit, features=features, span=span, context=context, rank_score=rank_score)
 
     def _extract(self, question: str, shape: QuestionShape, passage: Passage) -> tuple[Span | None, tuple[Passage, ...]]:
@@ -330,7 +304,7 @@ class Answerer:
                 continue
             chosen.append((candidate.hit.passage, candidate.rank_score))
         return [
-            Citation(text=p.text, source=p.source, start=p.start, end=p.end, score=round(float(score), 4))
+            Citation(text=p.text, source=p.source, start=p.start, end=p.end, score=round(float(score), 4), location=p.location)
             for p, score in chosen
         ]
 

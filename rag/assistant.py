@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 MAX_QUESTION_CHARS = 2000
 # Passages retrieved per question and handed to the answerer.
 RETRIEVE_K = 10
-# A follow-up also considers the sentences near the last answer's citations, found a little deeper.
-FOLLOW_UP_K = 20
 
 
 @dataclass
@@ -189,7 +187,6 @@ class Assistant:
         question: str,
         *,
         search: str | None = None,
-        follows: Answer | None = None,
         mode: Mode = "hybrid",
         min_confidence: float | None = None,
     ) -> Answer:
@@ -198,17 +195,14 @@ class Assistant:
         Args:
             search: words retrieval also gets (a conversation adds the turns the question
                 continues); they are embedded beside the question, which keeps equal weight.
-            follows: the previous answer: sentences near its citations are preferred, since a
-                follow-up is usually answered next to what was just cited.
         """
-        near = self._answerer.passages_near(follows.citations) if follows is not None else frozenset()
-        hits = self._retrieve(search or question, question, k=FOLLOW_UP_K if near else RETRIEVE_K, mode=mode)
+        hits = self._retrieve(search or question, question, k=RETRIEVE_K, mode=mode)
         started = time.perf_counter()
-        answer = self._answerer.answer(question, hits, min_confidence=min_confidence, near=near)
+        answer = self._answerer.answer(question, hits, min_confidence=min_confidence)
         self.timings["answer"] = time.perf_counter() - started
         if self.generator is not None and answer.grounded:  # never when the documents don't say
             answer = self._write(question, answer, hits)
-        return self._with_locations(answer)
+        return answer
 
     def with_generator(self, generator) -> "Assistant":
         """This assistant, writing fluent answers with `generator` (None: extractive answers).
@@ -296,15 +290,6 @@ class Assistant:
                 return handle.read()
         except (OSError, UnicodeDecodeError, LookupError):
             return None
-
-    def _with_locations(self, answer: Answer) -> Answer:
-        """Each citation with the location (page or heading) of the passage it quotes."""
-        if not answer.citations:
-            return answer
-        if not hasattr(self, "_locations"):
-            self._locations = {(p.source, p.start, p.end): p.location for p in self._data.passages}
-        citations = [replace(c, location=self._locations.get((c.source, c.start, c.end))) for c in answer.citations]
-        return replace(answer, citations=citations)
 
     @property
     def manifest(self) -> dict:

@@ -144,10 +144,7 @@ class Conversation:
 
         question = clean_question(question)
         understood = rewrite(question, self.history)
-        follows = self.history[-1].answer if self.history else None
-        answer = self.assistant.ask_standalone(
-            understood.question, search=understood.search, follows=follows, min_confidence=min_confidence
-        )
+        answer = self.assistant.ask_standalone(understood.question, search=understood.search, min_confidence=min_confidence)
         if min_confidence is None:
             self.history.append(Turn(question, understood.question, answer, understood.context))
         return answer

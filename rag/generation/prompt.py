@@ -58,7 +58,14 @@ def excerpts_for(answer: Answer, hits: Sequence[Hit], *, limit: int = MAX_EXCERP
             continue
         seen.add((passage.source, passage.start, passage.end))
         excerpts.append(
-            Citation(text=passage.text, source=passage.source, start=passage.start, end=passage.end, score=round(float(hit.score), 4))
+            Citation(
+                text=passage.text,
+                source=passage.source,
+                start=passage.start,
+                end=passage.end,
+                score=round(float(hit.score), 4),
+                location=passage.location,
+            )
         )
     return excerpts
 
