@@ -44,8 +44,8 @@ def test_what_about_follow_up_changes_the_focus(sample):
 
 
 def test_follow_up_is_read_with_its_own_words_not_the_last_answers(sample, verbatim):
-    # The history helps retrieval find the treaty, but the answer is the sentence about its end,
-    # next to the one just cited, not that same sentence again.
+    # The last question's words help retrieval find the treaty, but the question's own words
+    # ("abrogated") pick the sentence about its end, not the one the last answer cited.
     chat = sample.chat()
     assert "Brest" in chat.ask("How did the Bolsheviks respond?").text
 
@@ -56,7 +56,7 @@ def test_follow_up_is_read_with_its_own_words_not_the_last_answers(sample, verba
     verbatim(answer)
 
 
-def test_a_new_topic_after_a_follow_up_is_not_pulled_back_to_the_last_citations(sample):
+def test_a_new_topic_after_a_follow_up_is_not_pulled_back_to_the_last_one(sample):
     chat = sample.chat()
     chat.ask("Who was the German ambassador?")
     chat.ask("What happened to him later?")
