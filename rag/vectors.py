@@ -2,9 +2,9 @@
 
 Below `ann_threshold()` passages the index is a FAISS `IndexFlatIP`: exact, and no training.
 Exact search costs one scan of every vector per question, linear in the collection (on this
-project's 2-core machine about 40 ms at 100,000 passages, and 0.4 s at 1,000,000: see the
-growth table of `rag bench --passages 1000000`). From the threshold on, the index is an
-`IndexIVFFlat`:
+project's 2-core machine 13 ms at 100,000 passages and about 250 ms at 1,000,000: see
+`rag bench --ann-sweep` and the growth table of `rag bench --passages 1000000`). From the
+threshold on, the index is an `IndexIVFFlat`:
 
 - the vectors are clustered into `nlist` lists (k-means on a sample) and a question scans only
   the `nprobe` lists nearest to it. The vectors are stored uncompressed, so the scores are the
@@ -34,13 +34,13 @@ from .errors import ConfigError
 
 ENV_ANN_THRESHOLD = "RAG_ANN_THRESHOLD"
 # Collections of at least this many passages get an IVF index. Rule (`rag bench --ann-sweep`):
-# switch once exact search of a question costs more than embedding it (5-10 ms for MiniLM on 2
-# cores), since IVF keeps recall@10 >= 0.95 at any size by calibration. Exact search crosses
-# that between 20,000 and 50,000 passages (about 0.4 us per vector); 50,000 keeps small and
-# medium collections exact (under ~20 ms a question) and spares them k-means training. The
-# sweep on a machine whose other processes took 90% of the CPU measured exact/IVF p50 of
-# 52/0.2 ms at 10k, 136/1.9 ms at 50k, 196/32 ms at 100k, recall@10 0.97-0.99.
-ANN_THRESHOLD = 50_000
+# switch once exact search of a question costs more than embedding it, since IVF keeps recall@10
+# >= 0.95 at any size by calibration. Measured on an idle 2-core machine (synthetic vectors,
+# 200 questions each): embedding a question 12 ms; exact search p50 1.4 ms at 10,000 passages,
+# 6.8 ms at 50,000, 13.1 ms at 100,000, 26 ms at 200,000; IVF 0.1/1.7/4.5/9.4 ms with
+# recall@10 0.95-0.99. Below 100,000 exact search is cheaper than the embedding it follows,
+# so exact results cost nothing noticeable and need no k-means training.
+ANN_THRESHOLD = 100_000
 # Lists per collection, times sqrt(n). FAISS suggests 4 to 16; at 200,000 synthetic passages 1
 # and 2 reached the same recall for the same share of vectors scanned (0.946 and 0.956 at 20%),
 # while k-means training and assignment grow with n * nlist: 2 keeps a 1,000,000-passage build
@@ -51,8 +51,9 @@ TRAINING_PER_LIST = 40
 # ... for this many iterations (FAISS's default is 25). Calibrating nprobe afterwards makes up
 # for rougher centroids, and training time is linear in the iterations.
 KMEANS_ITERATIONS = 10
-# nprobe values tried, smallest first; the first to reach the target recall is kept.
-NPROBE_CHOICES = (8, 16, 32, 64, 128, 256, 512, 1024)
+# nprobe values tried, smallest first; the first to reach the target recall is kept. Steps of
+# about sqrt(2): search time is proportional to nprobe, so a step never costs more than 41%.
+NPROBE_CHOICES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536)
 # Sampled passages used as calibration queries (their own vector is excluded from the results).
 CALIBRATION_QUERIES = 256
 # Target recall@10 on those queries. Above the required 0.95 because passages-as-queries are a
