@@ -56,6 +56,18 @@ The lamp was electrified in 1931.
 XSS_QUESTION = "When did the keeper paint the words on the lighthouse door?"
 
 
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 def _ask_in_page(page, question: str, answers_before: int) -> str:
     """Type a question, send it, and return the text of the new answer once it has fully arrived
     (a streamed message ends with PENDING until its final version replaces it)."""
