@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import statistics

@@ -66,7 +66,7 @@ def test_answer_json_shape(sample):
     data = sample.ask("When was the Brest peace treaty signed?").to_dict()
     assert set(data) >= {"answer", "grounded", "citations", "query", "confidence"}
     assert data["citations"] and all(
-        set(c) == {"text", "source", "start", "end", "score"} for c in data["citations"]
+        set(c) == {"text", "source", "start", "end", "score", "location"} for c in data["citations"]
     )
 
 

@@ -16,7 +16,7 @@ from rag.assistant import Assistant
 from conftest import BRIDGE_TEXT, serve_app
 
 gr = pytest.importorskip("gradio")
-from test_ui import ANSWER_TIMEOUT_MS, _ask_in_page, browser  # noqa: E402,F401 - `browser` is a fixture
+from test_ui import ANSWER_TIMEOUT_MS, _ask_in_page  # noqa: E402
 
 SECRET = "The vault combination at Harrowgate is 7731, known only to the night porter Ilse Brandt.\n"
 UPLOADED = "The Fenwick ferry began its crossings in 1868 and carried twelve passengers at a time.\n"

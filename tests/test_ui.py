@@ -30,17 +30,6 @@ from ui.app import (  # noqa: E402
 )
 
 FLAGSHIP = "When was the Brest peace treaty signed?"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 # Generous: the first question loads the model's query path on a busy 2-core machine.
 ANSWER_TIMEOUT_MS = 60_000
@@ -54,18 +43,6 @@ In 1902 the keeper Orrin Vask painted the words <script>window.__xss=1</script> 
 The lamp was electrified in 1931.
 """
 XSS_QUESTION = "When did the keeper paint the words on the lighthouse door?"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _ask_in_page(page, question: str, answers_before: int) -> str:
