@@ -5,6 +5,7 @@ deterministic where the backend allows it (temperature 0), so an answer can be r
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -144,7 +145,11 @@ def _require_llama_cpp() -> None:
 def _llama(path: str, threads: int):
     from llama_cpp import Llama
 
-    return Llama(model_path=path, n_ctx=CONTEXT_TOKENS, n_threads=threads, seed=0, verbose=False)
+    model = Llama(model_path=path, n_ctx=CONTEXT_TOKENS, n_threads=threads, seed=0, verbose=False)
+    # Freed while the interpreter still works: left to Llama.__del__ at exit, it finds its
+    # library half torn down and prints a traceback after every run.
+    atexit.register(model.close)
+    return model
 
 
 class HttpGenerator:
