@@ -50,6 +50,29 @@ Today about 18,000 vehicles cross the bridge every day. The town of Kestrel hold
 """
 
 
+# Two small documents for index tests: one answers ORCHARD_QUESTION, the other says nothing of it.
+ORCHARD = (
+    "Alpha Farm lies in the valley below the old mill. "
+    "The orchard at Alpha Farm was planted in 1920 by Greta Lindqvist. "
+    "Its apple trees produce about 40 tonnes of fruit each autumn.\n"
+)
+COMPANY = (
+    "Bravo Company marched north through the pass. "
+    "The march lasted nine days in heavy snow. "
+    "Nobody in the company complained about the boots.\n"
+)
+ORCHARD_QUESTION = "When was the orchard at Alpha Farm planted?"
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "orchard.txt").write_text(ORCHARD, encoding="utf-8")
+    (folder / "company.txt").write_text(COMPANY, encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def private_index_dir(tmp_path, monkeypatch) -> Path:
     """Every test gets its own default index folder: never the repo's index/ or the user's cache."""

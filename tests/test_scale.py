@@ -23,29 +23,9 @@ from rag.assistant import Assistant
 from rag.cli import main
 from rag.errors import ConfigError
 
-from conftest import assert_one_line_error, run_rag
+from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
 from eval.bench import clustered_vectors, nearby_queries
 
-ORCHARD = (
-    "Alpha Farm lies in the valley below the old mill. "
-    "The orchard at Alpha Farm was planted in 1920 by Greta Lindqvist. "
-    "Its apple trees produce about 40 tonnes of fruit each autumn.\n"
-)
-COMPANY = (
-    "Bravo Company marched north through the pass. "
-    "The march lasted nine days in heavy snow. "
-    "Nobody in the company complained about the boots.\n"
-)
-ORCHARD_QUESTION = "When was the orchard at Alpha Farm planted?"
-
-
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "orchard.txt").write_text(ORCHARD, encoding="utf-8")
-    (folder / "company.txt").write_text(COMPANY, encoding="utf-8")
-    return folder
 
 
 def manifest_of(index_dir: Path) -> dict:

@@ -15,26 +15,7 @@ from rag.embedding import resolve_model_path
 from rag.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
 from rag.settings import DEFAULT_MODEL, ChunkSettings, default_index_dir
 
-ORCHARD = (
-    "Alpha Farm lies in the valley below the old mill. "
-    "The orchard at Alpha Farm was planted in 1920 by Greta Lindqvist. "
-    "Its apple trees produce about 40 tonnes of fruit each autumn.\n"
-)
-COMPANY = (
-    "Bravo Company marched north through the pass. "
-    "The march lasted nine days in heavy snow. "
-    "Nobody in the company complained about the boots.\n"
-)
-ORCHARD_QUESTION = "When was the orchard at Alpha Farm planted?"
-
-
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "orchard.txt").write_text(ORCHARD, encoding="utf-8")
-    (folder / "company.txt").write_text(COMPANY, encoding="utf-8")
-    return folder
+from conftest import ORCHARD, ORCHARD_QUESTION
 
 
 @pytest.fixture
