@@ -71,7 +71,7 @@ def run_eval(
     if not question_set.questions and not question_set.conversations:
         raise RagError(f"{questions}: the question set is empty")
     assistant, build = _assistant(index)
-    sources = _SourceCache()
+    sources = _SourceCache(extracted=assistant.source_text)
     outcomes = [_ask(assistant, q, sources) for q in question_set.questions]
     for conversation in question_set.conversations:
         chat = assistant.chat()
@@ -115,12 +115,22 @@ def _assistant(index: Path | None) -> tuple[Assistant, dict]:
 
 
 class _SourceCache:
-    """Source texts read straight from disk, to check citations independently of the index."""
+    """Source texts read straight from disk, to check citations independently of the index.
 
-    def __init__(self):
+    A PDF, HTML or Word source has no text of its own to compare with: its citations refer to
+    the text the library extracted (kept in the index), which `extracted` gives. The pages and
+    headings of that extraction are checked apart, against pypdf, in tests/test_formats.py.
+    """
+
+    EXTRACTED = (".pdf", ".html", ".htm", ".docx")
+
+    def __init__(self, extracted=None):
         self._texts: dict[str, str] = {}
+        self._extracted = extracted
 
     def text(self, source: str) -> str | None:
+        if source not in self._texts and self._extracted and source.lower().endswith(self.EXTRACTED):
+            self._texts[source] = self._extracted(source)
         if source not in self._texts:
             try:
                 raw = Path(source).read_bytes()

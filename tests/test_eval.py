@@ -140,3 +140,30 @@ def test_a_wrong_direct_answer_is_not_scored_correct(sample, tmp_path):
     # (expect against the whole text, which quotes the sentence naming both) passes it.
     assert result["direct_correct"] is False
     assert result["correct"] is True
+
+
+def test_citations_of_an_html_source_are_checked_against_its_extracted_text(tmp_path):
+    from conftest import BRIDGE_TEXT
+    from rag.assistant import Assistant
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraphs = "".join(f"<p>{p}</p>" for p in BRIDGE_TEXT.split("\n\n")[1:])
+    (docs / "varnholt.html").write_text(
+        f"<html><head><script>var x = 1;</script></head><body><h1>The Varnholt Bridge</h1>{paragraphs}</body></html>",
+        encoding="utf-8",
+    )
+    index = tmp_path / "index"
+    Assistant.build([docs], index_dir=index)
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        json.dumps({"id": "b1", "question": "When was the bridge opened to traffic?", "expect": ["1893"],
+                    "evidence": "opened to traffic on September 14, 1893"}) + "\n",
+        encoding="utf-8",
+    )
+
+    run_eval(questions=questions, index=index, out=tmp_path / "out")
+
+    [result] = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["results"]
+    assert result["correct"] and result["evidence_cited"]
+    assert result["citations_faithful"] and all(result["citations_faithful"])  # offsets into the page's text, not its markup
