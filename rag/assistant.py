@@ -78,7 +78,9 @@ class Assistant:
         """
         index_dir = default_index_dir()
         if store.exists(index_dir):
-            sources = [Path(s) for s in store.read_manifest(index_dir)["sources"] if Path(s).is_file()]
+            # An index written by an older version is rebuilt from the sources it recorded.
+            recorded = store.read_manifest(index_dir, any_format=True)["sources"]
+            sources = [Path(s) for s in recorded if Path(s).is_file()]
             if sources:
                 return cls.build(sources, index_dir=index_dir, progress=progress)
         return cls.build([SAMPLE_DOCUMENT], index_dir=index_dir, progress=progress)

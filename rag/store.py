@@ -113,7 +113,11 @@ def exists(index_dir: Path) -> bool:
     return (index_dir / MANIFEST).is_file()
 
 
-def read_manifest(index_dir: Path) -> dict:
+def read_manifest(index_dir: Path, *, any_format: bool = False) -> dict:
+    """The manifest, checked for damage and (unless `any_format`) for this version's format.
+
+    `any_format` is for reading what an older index recorded (its sources) in order to rebuild it.
+    """
     path = index_dir / MANIFEST
     if not path.is_file():
         raise IndexNotFoundError(f"no index at {index_dir}; create it with `rag index PATH --index {index_dir}`")
@@ -123,7 +127,7 @@ def read_manifest(index_dir: Path) -> dict:
             manifest[key]  # noqa: B018 - a missing key is damage
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IndexCorruptError(_corrupt(index_dir, f"manifest.json is unreadable ({error})")) from None
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if not any_format and manifest.get("format_version") != FORMAT_VERSION:
         raise IndexStaleError(
             f"{index_dir} has index format {manifest.get('format_version')!r}, this version reads "
             f"{FORMAT_VERSION}; rebuild it with `rag index PATH --index {index_dir}`"

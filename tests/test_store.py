@@ -342,3 +342,23 @@ def test_default_index_keeps_what_rag_index_put_there(tmp_path):
     assert {p.source for p in assistant.passages} == {str(note.resolve())}
     assert assistant.last_build.embedded == 0
     assert "1871" in assistant.ask("When was the lighthouse at Kerrow Point first lit?").text
+
+
+def test_a_default_index_from_an_older_version_is_rebuilt_with_its_own_sources(tmp_path):
+    from rag.settings import default_index_dir
+
+    note = tmp_path / "note.txt"
+    note.write_text("The lighthouse at Kerrow Point was lit for the first time in 1871.\n", encoding="utf-8")
+    Assistant.build([note], index_dir=default_index_dir())
+    manifest_path = default_index_dir() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["format_version"] = store.FORMAT_VERSION - 1  # as an earlier release wrote it
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexStaleError, match="rag index"):
+        Assistant.open(default_index_dir())  # a named index says how to rebuild it
+
+    assistant = Assistant.default()  # `rag ask` without --index: rebuilt, nothing to do by hand
+
+    assert {p.source for p in assistant.passages} == {str(note.resolve())}
+    assert assistant.last_build.embedded == 1
+    assert "1871" in assistant.ask("When was the lighthouse at Kerrow Point first lit?").text
