@@ -315,7 +315,7 @@ class Assistant:
             "passages": manifest["counts"]["passages"],
             "model": manifest["model"],
             "dimension": manifest["dimension"],
-            "index_type": describe_vector_index(manifest),
+            "index_type": VectorIndexSpec.from_manifest(manifest).describe(),
             "updated_at": manifest["updated_at"],
             "bytes_on_disk": size,
             "stale": _stale_sources(self._data) + _unindexed_files(manifest),
@@ -455,23 +455,15 @@ def _update(
     return data
 
 
-def describe_vector_index(manifest: dict) -> str:
-    """The vector index kind and parameters, for people: "flat (exact)" or "ivf (nlist=…, …)"."""
-    spec = VectorIndexSpec.from_manifest(manifest)
-    if spec.kind == "flat":
-        return "flat (exact)"
-    return f"{spec.kind} (nlist={spec.nlist}, nprobe={spec.nprobe}, calibration recall@10={spec.calibration_recall})"
-
-
 def _unindexed_files(manifest: dict) -> list[str]:
     """Supported files under the indexed folders that the index does not hold."""
-    from .documents import _walk
+    from .documents import walk
 
     indexed = set(manifest["sources"])
     found = []
     for root in manifest.get("roots", []):
         if Path(root).is_dir():
-            found += [f"{p.name} (not indexed)" for p in _walk(Path(root), skipped=[]) if str(p.resolve()) not in indexed]
+            found += [f"{p.name} (not indexed)" for p in walk(Path(root), skipped=[]) if str(p.resolve()) not in indexed]
     return found
 
 

@@ -46,7 +46,7 @@ def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYT
         if not path.exists():
             raise DocumentError(f"{raw}: no such file or folder; check the path")
         if path.is_dir():
-            for file in _walk(path, skipped=result.skipped):
+            for file in walk(path, skipped=result.skipped):
                 try:
                     key = str(file.resolve(strict=True))
                 except (OSError, RuntimeError):  # a dangling link or a loop of links
@@ -83,7 +83,7 @@ def _add(result: Collected, document: Document, first_with: dict[str, str]) -> N
         )
 
 
-def _walk(folder: Path, *, skipped: list[tuple[str, str]]) -> Iterable[Path]:
+def walk(folder: Path, *, skipped: list[tuple[str, str]]) -> Iterable[Path]:
     """Supported files below `folder`, in a stable order, skipping hidden entries.
 
     Symlinked folders are not followed, so a symlink loop cannot recurse forever. A folder that

@@ -81,8 +81,6 @@ class IndexData:
 
     def vectors(self) -> np.ndarray:
         """All passage vectors, in passage order (read back from the FAISS index)."""
-        if self.faiss_index.ntotal == 0:
-            return np.zeros((0, self.manifest["dimension"]), dtype=np.float32)
         return vector_index.all_vectors(self.faiss_index)
 
 

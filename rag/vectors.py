@@ -75,6 +75,12 @@ class VectorIndexSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """For people: "flat (exact)" or "ivf (nlist=…, nprobe=…, calibration recall@10=…)"."""
+        if self.kind == "flat":
+            return "flat (exact)"
+        return f"{self.kind} (nlist={self.nlist}, nprobe={self.nprobe}, calibration recall@10={self.calibration_recall})"
+
     @classmethod
     def from_manifest(cls, manifest: dict) -> "VectorIndexSpec":
         """The spec a manifest records; manifests written before it existed were all flat."""
