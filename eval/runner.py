@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rag import Answer, Assistant
 from rag.errors import RagError
+from rag.settings import FORMATS, OWN_TEXT_FORMATS
 
 from .questions import DEFAULT_QUESTIONS, Question, QuestionSet, load_questions
 from .squad import direct_answer
@@ -122,14 +123,13 @@ class _SourceCache:
     headings of that extraction are checked apart, against pypdf, in tests/test_formats.py.
     """
 
-    EXTRACTED = (".pdf", ".html", ".htm", ".docx")
-
     def __init__(self, extracted=None):
         self._texts: dict[str, str] = {}
         self._extracted = extracted
 
     def text(self, source: str) -> str | None:
-        if source not in self._texts and self._extracted and source.lower().endswith(self.EXTRACTED):
+        extracted = FORMATS.get(Path(source).suffix.lower()) not in (*OWN_TEXT_FORMATS, None)
+        if source not in self._texts and self._extracted and extracted:
             self._texts[source] = self._extracted(source)
         if source not in self._texts:
             try:

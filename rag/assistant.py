@@ -16,7 +16,8 @@ from .embedding import Embedder, Progress
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
 from .retrieval import MODES, Mode, Retriever
 from .settings import (
-    MAX_FILE_BYTES, SAMPLE_DOCUMENT, SUPPORTED_EXTENSIONS, ChunkSettings, default_index_dir, default_model,
+    MAX_FILE_BYTES, OWN_TEXT_FORMATS, SAMPLE_DOCUMENT, SUPPORTED_EXTENSIONS, ChunkSettings, default_index_dir,
+    default_model,
 )
 from .splitting import split_document
 from .store import SourceRecord
@@ -424,7 +425,7 @@ def _update(
             blocks.append(old_vectors[rows])
         passages.extend(source_passages)
         # The text of a PDF, HTML or Word file is kept in the index: offsets refer to it.
-        text_name = None if document.format in ("text", "markdown") else store.text_name(document.text)
+        text_name = None if document.format in OWN_TEXT_FORMATS else store.text_name(document.text)
         if text_name:
             texts[text_name] = document.text
         sources[source] = SourceRecord(

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from . import formats
 from .errors import DocumentError
-from .settings import FORMATS, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
+from .settings import FORMATS, MAX_FILE_BYTES, OWN_TEXT_FORMATS, SUPPORTED_EXTENSIONS
 from .types import Document
 
 # Bytes sniffed to tell text from binary.
@@ -139,7 +139,7 @@ def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
         else:
             extracted = formats.Extracted(text)
     if not extracted.text.strip():
-        what = "the file is empty" if file_format in ("text", "markdown") or not raw.strip() else "the file has no text"
+        what = "the file is empty" if file_format in OWN_TEXT_FORMATS or not raw.strip() else "the file has no text"
         raise DocumentError(f"{path}: {what}; add text or leave it out")
     return Document(
         source=str(path.resolve()),

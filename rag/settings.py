@@ -22,6 +22,9 @@ FORMATS = {
     ".pdf": "pdf", ".html": "html", ".htm": "html", ".docx": "docx",
 }
 SUPPORTED_EXTENSIONS = tuple(FORMATS)
+# The formats whose text is the file itself (citations' offsets point into the file); the others'
+# text is extracted, and the index keeps it.
+OWN_TEXT_FORMATS = frozenset({"text", "markdown"})
 
 # A single file larger than this is refused rather than read into memory.
 MAX_FILE_BYTES = 50 * 1024 * 1024
