@@ -386,6 +386,7 @@ def _update(
         else:
             report.unchanged.append(document.source)
     if previous and not report.added and not report.updated and not report.removed:
+        store.remove_unreferenced(index_dir, previous.manifest)  # what an interrupted run left
         return previous  # nothing to write: never re-embed or rewrite an unchanged index
 
     # Reuse the vectors of unchanged sources; split and embed the rest.

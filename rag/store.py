@@ -277,12 +277,16 @@ def write(
         _sync(handle)
     os.replace(temporary, index_dir / MANIFEST)  # the commit point
     _fsync_path(index_dir)
-    _remove_unreferenced(index_dir, manifest)
+    remove_unreferenced(index_dir, manifest)
     return IndexData(manifest=manifest, passages=list(passages), faiss_index=faiss_index, bm25=bm25)
 
 
-def _remove_unreferenced(index_dir: Path, manifest: dict) -> None:
-    """Delete earlier generations and leftovers of interrupted writes."""
+def remove_unreferenced(index_dir: Path, manifest: dict) -> None:
+    """Delete earlier generations and leftovers of interrupted writes. Call while holding `lock`.
+
+    A process killed after its commit point but before this cleanup leaves the previous
+    generation behind, so it also runs when a build finds nothing to write.
+    """
     keep = {MANIFEST, LOCK, *manifest["files"].values()}
     if (index_dir / TEXTS).is_dir():
         for path in (index_dir / TEXTS).iterdir():

@@ -46,7 +46,7 @@ def _upload(page, name: str, content: str) -> str:
         {"name": name, "mimeType": "text/plain", "buffer": content.encode("utf-8")}
     )
     page.wait_for_function(
-        """([before]) => {
+        r"""([before]) => {
             const t = document.querySelector('#rag-upload-message').innerText;
             return t !== before && /^(✅|⚠)/.test(t.trim()) && !/\d\.\ds/.test(t);
         }""",

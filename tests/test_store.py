@@ -299,6 +299,22 @@ def test_a_build_that_fails_midway_leaves_the_previous_index_intact(corpus, inde
     assert Assistant.open(index_dir).ask("When was the harbour of Lessing built?").text.startswith("1777")
 
 
+def test_a_run_stopped_between_commit_and_cleanup_is_tidied_by_the_next_unchanged_build(corpus, index_dir, monkeypatch):
+    Assistant.build([corpus], index_dir=index_dir)
+    (corpus / "harbour.txt").write_text("The harbour of Lessing was built in 1777 by the Hanseatic merchants.\n", encoding="utf-8")
+    # As if killed right after the new manifest was committed: the old generation stays on disk.
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "remove_unreferenced", lambda *args: None)
+        Assistant.build([corpus], index_dir=index_dir)
+    assert files_of(index_dir) - referenced(index_dir), "the previous generation was left behind"
+
+    again = Assistant.build([corpus], index_dir=index_dir)  # nothing changed, so nothing is written
+
+    assert again.last_build.written is False
+    assert files_of(index_dir) == referenced(index_dir)
+    assert Assistant.open(index_dir).ask("When was the harbour of Lessing built?").text.startswith("1777")
+
+
 def test_a_second_writer_is_refused_while_the_index_is_locked(tmp_path):
     index_dir = tmp_path / "index"
     with store.lock(index_dir):
