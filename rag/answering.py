@@ -28,16 +28,19 @@ import numpy as np
 from .extraction import (
     QuestionShape,
     Span,
+    asked_role,
+    attached_to_role,
     continues,
     distance_to_question,
     find_dates,
     find_names,
     find_numbers,
-    question_shape,
-    refers_to_earlier_time,
+    names_role,
     nearest_to_question,
     predicate_words,
+    question_shape,
     question_terms,
+    refers_to_earlier_time,
     resolve_date,
     starts_with_pronoun,
     unknown_names,
@@ -252,6 +255,10 @@ class Answerer:
             return (close[0] if close else None), ()
         if shape.answer_type in ("person", "place"):
             names = find_names(sentence, question, places=shape.answer_type == "place", max_distance=MAX_ANSWER_DISTANCE)
+            role = asked_role(question) if shape.answer_type == "person" else None
+            if role and names_role(sentence, role):
+                # The sentence speaks of the role: only a name it gives as the role's holder answers.
+                names = [n for n in names if attached_to_role(sentence, n, role)]
             return (names[0] if names else None), ()
         # What, why, how: the sentence is the answer; a following sentence that continues it
         # ("He was convinced that…") is part of the answer too.

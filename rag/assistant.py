@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from . import store
-from .answering import Answerer
+from .answering import CANDIDATES, Answerer
 from .documents import collect
 from .embedding import Embedder, Progress
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
@@ -199,7 +199,7 @@ class Assistant:
             search: words retrieval also gets (a conversation adds the turns the question
                 continues); they are embedded beside the question, which keeps equal weight.
         """
-        hits = self._retrieve(search or question, question, k=RETRIEVE_K, mode=mode)
+        hits = self._retrieve(search or question, question, k=CANDIDATES, mode=mode)
         started = time.perf_counter()
         answer = self._answerer.answer(question, hits, min_confidence=min_confidence)
         self.timings["answer"] = time.perf_counter() - started

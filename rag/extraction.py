@@ -222,6 +222,93 @@ def find_names(sentence: str, question: str, *, places: bool = False, max_distan
     return [span for _, _, span in sorted(spans, key=lambda item: (item[0], item[1]))]
 
 
+# "Who was the German ambassador to…?", "What was the name of Beria's henchman?": who holds a role.
+_ROLE_QUESTION = re.compile(
+    r"^(?:and\s+)?(?:who\s+(?:was|is|were|are)|what\s+(?:was|is)\s+the\s+name\s+of)\s+"
+    r"(?:the|a|an|his|her|their|its|[\w-]+['’]s)\s+((?:[\w-]+\s+){0,3}?[\w-]+)"
+    # The role ends before a preposition, a clause or a participle ("the leader ennobled by…").
+    r"(?=\s+(?:of|to|in|at|for|during|from|on|under|against|with|by|behind|who|that|when)\b|\s+\w+(?:ed|ing)\b|\s*\?|\s*$)",
+    re.IGNORECASE,
+)
+# What may stand between a role and the name attached to it, after the role: "his henchman Pavel
+# Sudopradov", "the ambassador to the Soviet Union, Schulenburg", "a diplomat named Geegel".
+_ROLE_THEN_NAME = re.compile(
+    r"^(?:\s+(?:of|to|in|at|for|from|on|under)\s+(?:[\w'’.-]+\s+){0,4}?[\w'’.-]+)?"
+    r"(?:\s*,\s*|\s+(?:named|called|was|is|were|became)\s+|\s+)[\"“'‘]?$"
+)
+_ROLE_WORD = re.compile(r"[\w-]+")  # "editor-in-chief" is one role
+# A name after "<role>, " stands alone or heads a list ("the chief executive, Sam Chisholm and
+# Rupert Murdoch"), where a name that begins a clause goes on with a verb.
+_APPOSITION_END = re.compile(r"\s*(?:[,.;:)\"”]|who\b|and\s+[A-Z]|$)")
+# …and before it: "Pavlenko, who was the editor-in-chief", "Bohemond, Robert's son", "ITV were
+# the rights holders", "his son Duncan as a hostage".
+_NAME_THEN_ROLE = re.compile(
+    r"^(?:\s*,\s*(?:who\s+(?:was|is|were|are|had\s+been|became)\s+)?"
+    r"|\s+(?:was|is|were|are|became|had\s+been|served\s+as|as)\s+)"
+    r"(?:the|a|an|his|her|its|their|[\w-]+['’]s)\s+(?:[\w'’-]+\s+){0,3}$"
+)
+
+
+def asked_role(question: str) -> str | None:
+    """The role a "who was the X" question asks the holder of, if it asks that.
+
+    >>> asked_role("Who was the German ambassador to the Soviet Union?")
+    'ambassador'
+    >>> asked_role("What was the name of Beria's henchman?"), asked_role("Who led the Bolsheviks?")
+    ('henchman', None)
+    """
+    match = _ROLE_QUESTION.search(question.strip())
+    if not match or not match.group(1).split()[-1].islower():  # a role is a common noun, not a name
+        return None
+    return match.group(1).split()[-1]
+
+
+def _is_role_word(word: str, role: str) -> bool:
+    """`word` is `role`, in the singular or the plural. Not a stem match: "designed" and
+    "broadcast" are what a designer and a broadcaster do, and say nothing of who they are."""
+    def singular(w: str) -> str:
+        w = w.lower()
+        if w.endswith("ies"):
+            return w[:-3] + "y"
+        if w.endswith(("ches", "shes", "sses", "xes")):
+            return w[:-2]
+        return w[:-1] if w.endswith("s") and not w.endswith("ss") else w
+    return singular(word) == singular(role)
+
+
+def names_role(sentence: str, role: str) -> bool:
+    """The sentence mentions the role at all.
+
+    >>> names_role("Two abbots ran it.", "abbot"), names_role("It was designed by Tiffany.", "designer")
+    (True, False)
+    """
+    return any(_is_role_word(w.group(0), role) for w in _ROLE_WORD.finditer(sentence))
+
+
+def attached_to_role(sentence: str, span: Span, role: str) -> bool:
+    """The name in `span` is the one the sentence says holds `role`, not a name beside it.
+
+    >>> s = "Stalin sent Molotov to meet with the Bulgarian ambassador in an attempt to broker a truce."
+    >>> attached_to_role(s, find_names(s, "")[1], "ambassador")
+    False
+    >>> s = "Stalin told the German ambassador to the Soviet Union, Schulenburg."
+    >>> attached_to_role(s, find_names(s, "")[-1], "ambassador")
+    True
+    """
+    for word in _ROLE_WORD.finditer(sentence):
+        if not _is_role_word(word.group(0), role):
+            continue
+        if word.end() <= span.start and _ROLE_THEN_NAME.match(sentence[word.end():span.start]):
+            # After a comma the name must stand alone ("…, Schulenburg."), not begin a clause
+            # ("after the German invasion, Stalin instructed…").
+            between = sentence[word.end():span.start]
+            if "," not in between or _APPOSITION_END.match(sentence[span.end:]):
+                return True
+        if span.end <= word.start() and _NAME_THEN_ROLE.match(sentence[span.end:word.start()]):
+            return True
+    return False
+
+
 def _person_evidence(sentence: str, before: str, end: int) -> int:
     """Words of distance to add (or, negative, remove) for how much a name looks like a person's.
 

@@ -26,9 +26,11 @@ MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
 RRF_K = 60
 # How many candidates each retriever contributes before fusion.
 CANDIDATES = 100
-# Share of a passage's neighbours' fused score that it inherits: a sentence next to a strongly
-# matching one is often the continuation of the same statement ("This move bought time...").
-NEIGHBOUR_WEIGHT = 0.0
+# Each retriever's first passages that stay among the k fused results whatever the other
+# retriever thinks of them. RRF's flat weights otherwise sink a passage one retriever ranks first
+# and the other far down: "He instructed his henchman Pavel Sudopradov…" is BM25's first for
+# "What was the name of Beria's henchman?" and only the dense model's 40th (it never says Beria).
+RETRIEVER_TOP = 2
 
 
 @dataclass
@@ -60,7 +62,18 @@ class Retriever:
             positive = [i for i in sorted(lexical, key=lexical.get, reverse=True) if lexical[i] > 0]
             for rank, i in enumerate(positive):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = sorted(fused, key=fused.get, reverse=True)[:k]
+        ranked = sorted(fused, key=fused.get, reverse=True)
+        kept = set()
+        if mode == "hybrid":
+            kept = set(sorted(dense, key=dense.get, reverse=True)[:RETRIEVER_TOP]) | set(positive[:RETRIEVER_TOP])
+        free = k - len(kept)  # places left for the fused order alone
+        best = []
+        for i in ranked:
+            if i in kept or free > 0:
+                best.append(i)
+                free -= i not in kept
+            if len(best) == k:
+                break
         return [
             Hit(
                 passage=passages[i],

@@ -172,6 +172,22 @@ def test_the_date_next_to_the_asked_event_is_chosen(tmp_path, verbatim):
     assert answer.text.startswith("September 14, 1893")
 
 
+def test_a_role_is_answered_only_by_the_name_the_text_gives_it(tmp_path, verbatim):
+    (tmp_path / "embassy.txt").write_text(
+        "The trade minister sent Carla Brix to meet with the Danish ambassador in Lessing.\n\n"
+        "Two weeks later the Swedish ambassador to Norland, Erik Lund, arrived with a draft treaty.\n",
+        encoding="utf-8",
+    )
+    assistant = Assistant.build([tmp_path / "embassy.txt"], index_dir=tmp_path / "index")
+
+    named = assistant.ask("Who was the Swedish ambassador to Norland?")
+    verbatim(named)
+    assert named.text.startswith("Erik Lund")
+    # Carla Brix only meets the Danish ambassador, whose name the text never gives.
+    unnamed = assistant.ask("What was the name of the Danish ambassador?")
+    assert "Brix" not in unnamed.text.split("“")[0]
+
+
 def test_person_question_is_not_answered_with_a_place(bridge):
     answer = bridge.ask("Who designed the Varnholt Bridge?")
     assert "Elsmere" not in answer.text.split("“")[0]

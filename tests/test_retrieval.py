@@ -30,6 +30,25 @@ def test_every_mode_returns_ranked_hits_from_the_index(sample, mode):
     assert any("Brest" in h.passage.text for h in hits)
 
 
+@pytest.mark.parametrize(
+    "question",
+    ["What was the name of Beria's henchman?", FLAGSHIP, "How many tanks did the Germans attack with?",
+     "Who was the German ambassador to the Soviet Union?"],
+)
+def test_each_retrievers_first_passages_stay_among_the_hybrid_results(sample, question):
+    # "He instructed his henchman Pavel Sudopradov…" is BM25's first for the henchman question,
+    # but far down the dense ranking: fusion alone would drop it.
+    hybrid = {h.passage.id for h in sample.search(question, k=8)}
+    for mode in ("bm25", "dense"):
+        assert {h.passage.id for h in sample.search(question, k=2, mode=mode)} <= hybrid, mode
+
+
+def test_a_sentence_only_one_retriever_finds_answers_the_question(sample, verbatim):
+    answer = sample.ask("What was the name of Beria's henchman?")
+    verbatim(answer)
+    assert answer.text.startswith("Pavel Sudopradov")
+
+
 def test_bm25_mode_finds_nothing_for_words_the_documents_never_use(sample):
     assert sample.search("zyxwvut qqqq", mode="bm25") == []
 
