@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # Longer questions are refused: no real question is this long, and embedding cost grows with it.
 MAX_QUESTION_CHARS = 2000
-# Passages retrieved per question and handed to the answerer.
+# Passages `search` returns by default (`ask` retrieves the answerer's CANDIDATES).
 RETRIEVE_K = 10
 
 

@@ -258,9 +258,8 @@ def asked_role(question: str) -> str | None:
     ('henchman', None)
     """
     match = _ROLE_QUESTION.search(question.strip())
-    if not match or not match.group(1).split()[-1].islower():  # a role is a common noun, not a name
-        return None
-    return match.group(1).split()[-1]
+    head = match.group(1).split()[-1] if match else ""
+    return head if head.islower() else None  # a role is a common noun, not a name
 
 
 def _is_role_word(word: str, role: str) -> bool:
@@ -298,10 +297,10 @@ def attached_to_role(sentence: str, span: Span, role: str) -> bool:
     for word in _ROLE_WORD.finditer(sentence):
         if not _is_role_word(word.group(0), role):
             continue
-        if word.end() <= span.start and _ROLE_THEN_NAME.match(sentence[word.end():span.start]):
+        between = sentence[word.end():span.start]
+        if word.end() <= span.start and _ROLE_THEN_NAME.match(between):
             # After a comma the name must stand alone ("…, Schulenburg."), not begin a clause
             # ("after the German invasion, Stalin instructed…").
-            between = sentence[word.end():span.start]
             if "," not in between or _APPOSITION_END.match(sentence[span.end:]):
                 return True
         if span.end <= word.start() and _NAME_THEN_ROLE.match(sentence[span.end:word.start()]):

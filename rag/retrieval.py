@@ -55,8 +55,9 @@ class Retriever:
         dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") and query_vector is not None else {}
         lexical = self._lexical(query, depth) if mode in ("hybrid", "bm25") else {}
         fused: dict[int, float] = {}
+        dense_ranked = sorted(dense, key=dense.get, reverse=True)
         if mode in ("hybrid", "dense"):
-            for rank, i in enumerate(sorted(dense, key=dense.get, reverse=True)):
+            for rank, i in enumerate(dense_ranked):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
         if mode in ("hybrid", "bm25"):
             positive = [i for i in sorted(lexical, key=lexical.get, reverse=True) if lexical[i] > 0]
@@ -65,7 +66,7 @@ class Retriever:
         ranked = sorted(fused, key=fused.get, reverse=True)
         kept = set()
         if mode == "hybrid":
-            kept = set(sorted(dense, key=dense.get, reverse=True)[:RETRIEVER_TOP]) | set(positive[:RETRIEVER_TOP])
+            kept = set(dense_ranked[:RETRIEVER_TOP]) | set(positive[:RETRIEVER_TOP])
         free = k - len(kept)  # places left for the fused order alone
         best = []
         for i in ranked:
