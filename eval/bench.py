@@ -39,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-SQUAD_FILE = Path("/work/shared/data/squad-v1.1-dev-part-a.json")
+from .paths import shared_data
+
+SQUAD_FILE = shared_data("squad-v1.1-dev-part-a.json")
 # SQuAD articles indexed beside the sample: about 1,900 sentence passages, so indexing runs for
 # ~15-20 s and the throughput ratio is not dominated by fixed costs.
 SQUAD_ARTICLES = 8

@@ -35,6 +35,7 @@ from rag.errors import ConfigError
 from rag.settings import SAMPLE_DOCUMENT
 
 from .questions import DEFAULT_QUESTIONS, load_questions
+from .paths import shared_data
 from .squad import load_articles, squad_normalize, write_documents
 
 FEATURES = ("dense", "coverage", "unknown", "unknown_words", "predicate", "typed", "margin")
@@ -46,7 +47,6 @@ WEIGHTS = {"own": 2.0, "squad-v2": 0.5, "squad-v1": 1.0}
 # measured on THRESHOLD_SET (on all positives when it is missing).
 TARGET_ANSWERED = 0.95
 THRESHOLD_SET = "squad-v1"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 L2 = 0.01  # ridge on the weights (not the bias): keeps them finite on separable data
 
 
@@ -131,8 +131,8 @@ def _ensure_usable_calibration() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
-    parser.add_argument("--squad-v2", type=Path, default=SHARED_DATA / "squad-v2.0-dev-part-a.json")
-    parser.add_argument("--squad-v1", type=Path, default=SHARED_DATA / "squad-v1.1-dev-part-a.json")
+    parser.add_argument("--squad-v2", type=Path, default=shared_data("squad-v2.0-dev-part-a.json"))
+    parser.add_argument("--squad-v1", type=Path, default=shared_data("squad-v1.1-dev-part-a.json"))
     parser.add_argument("--articles", type=int, default=6, help="SQuAD articles per file")
     parser.add_argument("--per-article", type=int, default=50, help="questions per article, spread evenly")
     parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)

@@ -47,9 +47,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .paths import shared_data
 from rag import Answer, Assistant, RagError, __version__
 
-DEFAULT_DATA = Path("/work/shared/data/mtrag/reference_subset_with_human_evaluations.json")
+DEFAULT_DATA = shared_data("mtrag", "reference_subset_with_human_evaluations.json")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 METHODS = ("standalone", "conversation", "concatenated")
 GROUPS = ("first turn", "follow-up")

@@ -1,7 +1,7 @@
 """What the model is shown: numbered verbatim excerpts, the question, and the extractive answer's lead.
 
 Small models follow worked examples better than instructions alone (the survey in
-/work/shared/notes/local-models.md got 5 of 7 right from the 1.5B Qwen only with a two-example
+../shared/notes/local-models.md (beside the repository) got 5 of 7 right from the 1.5B Qwen only with a two-example
 prompt), so the prompt shows two exchanges on a made-up text before the real one. The
 extractive answer's direct part ("March 1918") is given with the excerpts it was read from:
 the model's job is to write it as a sentence, not to find it again. Asked to answer freely

@@ -2,7 +2,7 @@
 
 A language model writes fluently but not faithfully: every small model we tried at least once
 put the Brest treaty in the wrong year or in the wrong person's hands (see
-/work/shared/notes/local-models.md). So a generated sentence is kept only when
+../shared/notes/local-models.md (beside the repository)). So a generated sentence is kept only when
 
 1. it carries at least one marker ``[n]`` and every marker points at an excerpt it was given;
 2. every number, and every capitalised name or month it states, occurs in the excerpts it cites;
