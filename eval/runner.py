@@ -10,7 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag import Answer, Assistant
@@ -21,7 +21,7 @@ from .questions import DEFAULT_QUESTIONS, Question, QuestionSet, load_questions
 from .squad import direct_answer
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     """One question asked and scored."""
 
@@ -33,7 +33,7 @@ class Outcome:
     correct: bool  # answerable: grounded and every expect regex matches; unanswerable: abstained
     direct_correct: bool  # stricter: the expect regexes match the direct answer, before the quote
     evidence_cited: bool | None  # answerable only
-    faithful: list[bool] = field(default_factory=list)  # one per citation
+    faithful: tuple[bool, ...] = ()  # one per citation
     conversation: str | None = None
     turn: int = 0
     would_be: Answer | None = None  # the answer given with abstention off (for the coverage curve)
@@ -51,7 +51,7 @@ class Outcome:
             "correct": self.correct,
             "direct_correct": self.direct_correct,
             "evidence_cited": self.evidence_cited,
-            "citations_faithful": self.faithful,
+            "citations_faithful": list(self.faithful),
         }
 
 
@@ -163,28 +163,41 @@ def _ask(
     else:
         correct = direct_correct = not answer.grounded
         evidence = None
-    outcome = Outcome(
-        id=q.id, question=q.question, answerable=q.answerable, answer=answer, seconds=seconds,
-        correct=correct, direct_correct=direct_correct, evidence_cited=evidence, faithful=[sources.verbatim(c) for c in answer.citations],
-        conversation=conversation, turn=turn,
-    )
+    faithful = tuple(sources.verbatim(c) for c in answer.citations)
+    would_be = None
     if conversation is None and coverage:
         # What would have been answered with abstention off: the coverage/precision curve.
         would_be = answer if answer.grounded else _ask_without_abstention(asker, q.question)
-        outcome.would_be = would_be
-        outcome.would_be_correct = q.answerable and q.matches(would_be.text)
-    return outcome
+    return Outcome(
+        id=q.id, question=q.question, answerable=q.answerable, answer=answer, seconds=seconds,
+        correct=correct, direct_correct=direct_correct, evidence_cited=evidence, faithful=faithful,
+        conversation=conversation, turn=turn, would_be=would_be,
+        would_be_correct=would_be is not None and q.answerable and q.matches(would_be.text),
+    )
 
 
 def _ask_without_abstention(asker, question: str) -> Answer:
     return asker.ask(question, min_confidence=0.0)
 
 
-def _ratio(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
 
 
-def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, questions: Path) -> dict:
+# Decimals each figure is shown with (report.json, report.md, the printed tables); the figures
+# themselves are computed once, unrounded, by `_metrics`.
+SHARE_DIGITS = 4
+LATENCY_DIGITS = 2  # milliseconds, in report.json and report.md
+SIDE_BY_SIDE_LATENCY_DIGITS = 1  # milliseconds, in generated.md (generated answers take seconds)
+BUILD_DIGITS = 3  # seconds
+
+
+def _shown(value: float | None, digits: int = SHARE_DIGITS) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _metrics(outcomes: list[Outcome]) -> dict[str, float | None]:
+    """Every metric of one run of the question set, unrounded (None when nothing to count)."""
     singles = [o for o in outcomes if o.conversation is None]
     answerable = [o for o in singles if o.answerable]
     unanswerable = [o for o in singles if not o.answerable]
@@ -193,30 +206,41 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
     first_turns = [o for o in outcomes if o.conversation is not None and o.turn == 0]
     citations = [f for o in outcomes for f in o.faithful]
     latencies = sorted(o.seconds * 1000 for o in outcomes)
-    metrics = {
-        "answer_accuracy": _ratio(sum(o.correct for o in answerable), len(answerable)),
-        "direct_answer_accuracy": _ratio(sum(o.direct_correct for o in answerable), len(answerable)),
-        "evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in answerable if o.evidence_cited is not None),
+    return {
+        "answer_accuracy": _share(sum(o.correct for o in answerable), len(answerable)),
+        "direct_answer_accuracy": _share(sum(o.direct_correct for o in answerable), len(answerable)),
+        "evidence_recall": _share(sum(bool(o.evidence_cited) for o in answerable if o.evidence_cited is not None),
                                   sum(o.evidence_cited is not None for o in answerable)),
-        "citation_faithfulness": _ratio(sum(citations), len(citations)),
-        "abstention_precision": _ratio(sum(not o.answerable for o in abstained), len(abstained)),
-        "abstention_recall": _ratio(sum(not o.answer.grounded for o in unanswerable), len(unanswerable)),
-        "followup_accuracy": _ratio(sum(o.correct for o in followups), len(followups)),
-        "followup_evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in followups if o.evidence_cited is not None),
+        "citation_faithfulness": _share(sum(citations), len(citations)),
+        "abstention_precision": _share(sum(not o.answerable for o in abstained), len(abstained)),
+        "abstention_recall": _share(sum(not o.answer.grounded for o in unanswerable), len(unanswerable)),
+        "followup_accuracy": _share(sum(o.correct for o in followups), len(followups)),
+        "followup_evidence_recall": _share(sum(bool(o.evidence_cited) for o in followups if o.evidence_cited is not None),
                                            sum(o.evidence_cited is not None for o in followups)),
-        "first_turn_accuracy": _ratio(sum(o.correct for o in first_turns), len(first_turns)),
-        "latency_ms_p50": round(statistics.median(latencies), 2) if latencies else None,
-        "latency_ms_p95": round(_percentile(latencies, 95), 2) if latencies else None,
-        "index_build_seconds": round(build["seconds"], 3),
+        "first_turn_accuracy": _share(sum(o.correct for o in first_turns), len(first_turns)),
+        "latency_ms_p50": statistics.median(latencies) if latencies else None,
+        "latency_ms_p95": _percentile(latencies, 95) if latencies else None,
     }
+
+
+def _shown_metrics(metrics: dict[str, float | None], *, latency_digits: int = LATENCY_DIGITS) -> dict[str, float | None]:
+    """`metrics` as the report shows them: shares to SHARE_DIGITS decimals, latencies to `latency_digits`."""
+    return {name: _shown(value, latency_digits if name.startswith("latency_ms") else SHARE_DIGITS)
+            for name, value in metrics.items()}
+
+
+def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, questions: Path) -> dict:
+    singles = [o for o in outcomes if o.conversation is None]
+    answerable = [o for o in singles if o.answerable]
+    followups = [o for o in outcomes if o.conversation is not None and o.turn > 0]
     return {
         "questions_file": str(questions),
         "index": str(assistant.index_dir),
         "index_build": build["kind"],
         "counts": {
-            "questions": len(singles), "answerable": len(answerable), "unanswerable": len(unanswerable),
+            "questions": len(singles), "answerable": len(answerable), "unanswerable": len(singles) - len(answerable),
             "conversations": len({o.conversation for o in outcomes if o.conversation}),
-            "followups": len(followups), "citations": len(citations),
+            "followups": len(followups), "citations": sum(len(o.faithful) for o in outcomes),
         },
         "definitions": {
             "answer_accuracy": "answerable single questions that are grounded and match every expect regex (case-insensitive)",
@@ -227,7 +251,7 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
             "abstention_recall": "unanswerable single questions that were abstained / all unanswerable",
             "followup_accuracy": "conversation turns after the first that are grounded and match every expect regex",
         },
-        "metrics": metrics,
+        "metrics": {**_shown_metrics(_metrics(outcomes)), "index_build_seconds": _shown(build["seconds"], BUILD_DIGITS)},
         "coverage_curve": _coverage_curve(singles),
         "failures": [_failure(o) for o in outcomes if not o.correct or o.evidence_cited is False or not all(o.faithful)],
         "results": [o.to_dict() for o in outcomes],
@@ -249,8 +273,8 @@ def _coverage_curve(singles: list[Outcome]) -> list[dict]:
         answered = [o for o in singles if o.would_be and o.would_be.confidence >= threshold]
         points.append({
             "threshold": threshold,
-            "coverage": _ratio(len(answered), len(singles)),
-            "answered_precision": _ratio(sum(o.would_be_correct for o in answered), len(answered)),
+            "coverage": _shown(_share(len(answered), len(singles))),
+            "answered_precision": _shown(_share(sum(o.would_be_correct for o in answered), len(answered))),
         })
     return points
 
@@ -335,6 +359,7 @@ def _plots(outcomes: list[Outcome], curve: list[dict], out: Path) -> None:
 
 
 def _check_floors(metrics: dict, floors: dict) -> int:
+    """1 if a metric, as the report shows it, is below its floor (the floors were set from reports)."""
     below = [f"{name} {metrics.get(name)} < floor {floor}" for name, floor in floors.items()
              if metrics.get(name) is None or metrics[name] < floor]
     for line in below:
@@ -343,6 +368,10 @@ def _check_floors(metrics: dict, floors: dict) -> int:
 
 
 # -- generated answers, side by side with the extractive ones -------------------------------------
+
+# The metrics compared side by side (a subset of `_metrics`, in this order).
+SIDE_BY_SIDE = ("answer_accuracy", "evidence_recall", "citation_faithfulness", "abstention_recall",
+                "followup_accuracy", "latency_ms_p50", "latency_ms_p95")
 
 
 def _run_generated(assistant: Assistant, question_set: QuestionSet, sources: _SourceCache) -> list[Outcome]:
@@ -373,27 +402,13 @@ def _side_by_side(plain: list[Outcome], written: list[Outcome], assistant: Assis
     grounded = [o for o in written if o.answer.grounded]
     columns = {}
     for name, outcomes in (("extractive", plain), ("generated", written)):
-        singles = [o for o in outcomes if o.conversation is None]
-        answerable = [o for o in singles if o.answerable]
-        unanswerable = [o for o in singles if not o.answerable]
-        followups = [o for o in outcomes if o.conversation is not None and o.turn > 0]
-        cited = [o for o in answerable if o.evidence_cited is not None]
-        faithful = [f for o in outcomes for f in o.faithful]
-        latencies = sorted(o.seconds * 1000 for o in outcomes)
-        columns[name] = {
-            "answer_accuracy": _ratio(sum(o.correct for o in answerable), len(answerable)),
-            "evidence_recall": _ratio(sum(bool(o.evidence_cited) for o in cited), len(cited)),
-            "citation_faithfulness": _ratio(sum(faithful), len(faithful)),
-            "abstention_recall": _ratio(sum(not o.answer.grounded for o in unanswerable), len(unanswerable)),
-            "followup_accuracy": _ratio(sum(o.correct for o in followups), len(followups)),
-            "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
-            "latency_ms_p95": round(_percentile(latencies, 95), 1) if latencies else None,
-        }
+        metrics = _shown_metrics(_metrics(outcomes), latency_digits=SIDE_BY_SIDE_LATENCY_DIGITS)
+        columns[name] = {metric: metrics[metric] for metric in SIDE_BY_SIDE}
     columns["extractive"].update({"answers_generated": None, "sentences_kept": None, "sentences_supported": None})
     columns["generated"].update({
-        "answers_generated": _ratio(sum(o.answer.generated for o in grounded), len(grounded)),
-        "sentences_kept": _ratio(sum(s.supported for s in all_sentences), len(all_sentences)),
-        "sentences_supported": _ratio(sum(final_sentences), len(final_sentences)),
+        "answers_generated": _shown(_share(sum(o.answer.generated for o in grounded), len(grounded))),
+        "sentences_kept": _shown(_share(sum(s.supported for s in all_sentences), len(all_sentences))),
+        "sentences_supported": _shown(_share(sum(final_sentences), len(final_sentences))),
     })
     return {
         "generator": getattr(generator, "name", type(generator).__name__),
