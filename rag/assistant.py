@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -22,7 +22,7 @@ from .settings import (
 from .splitting import split_document
 from .store import SourceRecord
 from .text import TOKENIZER_VERSION, terms
-from .types import Answer, Document, Hit, Passage
+from .types import Answer, Document, Hit, Passage, Timings
 from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
@@ -65,7 +65,6 @@ class Assistant:
         self._retriever = Retriever(data)
         self._answerer = Answerer(data)
         self.last_build = report
-        self.timings: dict[str, float] = {}  # seconds spent in each stage of the last `ask`
         self.generator = None  # writes fluent answers when set: see `with_generator`
 
     # -- constructors ------------------------------------------------------------------------
@@ -199,13 +198,16 @@ class Assistant:
             search: words retrieval also gets (a conversation adds the turns the question
                 continues); they are embedded beside the question, which keeps equal weight.
         """
-        hits = self._retrieve(search or question, question, k=CANDIDATES, mode=mode)
+        # Timings travel with the answer: one assistant may answer several sessions at once.
+        hits, timings = self._retrieve(search or question, question, k=CANDIDATES, mode=mode)
         started = time.perf_counter()
         answer = self._answerer.answer(question, hits, min_confidence=min_confidence)
-        self.timings["answer"] = time.perf_counter() - started
+        timings = replace(timings, answer=time.perf_counter() - started)
         if self.generator is not None and answer.grounded:  # never when the documents don't say
+            started = time.perf_counter()
             answer = self._write(question, answer, hits)
-        return answer
+            timings = replace(timings, generate=time.perf_counter() - started)
+        return replace(answer, timings=timings)
 
     def with_generator(self, generator) -> "Assistant":
         """This assistant, writing fluent answers with `generator` (None: extractive answers).
@@ -223,16 +225,12 @@ class Assistant:
 
         clone = copy.copy(self)
         clone.generator = generator
-        clone.timings = {}
         return clone
 
     def _write(self, question: str, answer: Answer, hits: list[Hit]) -> Answer:
         from .generation import write_answer
 
-        started = time.perf_counter()
-        written = write_answer(question, answer, hits, self.generator, self._embedder)
-        self.timings["generate"] = time.perf_counter() - started
-        return written
+        return write_answer(question, answer, hits, self.generator, self._embedder)
 
     def chat(self) -> "Conversation":
         """Start a conversation: follow-up questions are understood from the previous turns."""
@@ -243,11 +241,11 @@ class Assistant:
     def search(self, question: str, *, k: int = RETRIEVE_K, mode: Mode = "hybrid") -> list[Hit]:
         """The `k` passages most relevant to `question`, best first."""
         question = clean_question(question)
-        return self._retrieve(question, question, k=k, mode=mode)
+        return self._retrieve(question, question, k=k, mode=mode)[0]
 
-    def _retrieve(self, words: str, question: str, *, k: int, mode: Mode) -> list[Hit]:
+    def _retrieve(self, words: str, question: str, *, k: int, mode: Mode) -> tuple[list[Hit], Timings]:
         """BM25 on `words` (the question, or a follow-up with the turns it continues), dense
-        search on the question with those words in the background."""
+        search on the question with those words in the background; and the time each took."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         started = time.perf_counter()
@@ -264,8 +262,7 @@ class Assistant:
             vector = (vector / np.linalg.norm(vector)).astype(np.float32)
         embedded = time.perf_counter()
         hits = self._retriever.search(words, vector, k=k, mode=mode)
-        self.timings = {"embed": embedded - started, "search": time.perf_counter() - embedded}
-        return hits
+        return hits, Timings(embed=embedded - started, search=time.perf_counter() - embedded)
 
     def answer_features(self, question: str) -> dict[str, float] | None:
         """The signals the abstention decision is taken on (for calibration and reports)."""

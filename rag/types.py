@@ -85,16 +85,39 @@ class SentenceSupport:
 
 
 @dataclass(frozen=True)
+class Timings:
+    """Seconds one question spent in each stage, carried by its answer (`rag bench` reports the shares).
+
+    They belong to the call, not to the assistant: one assistant answers several sessions at once.
+    """
+
+    embed: float = 0.0  # embedding the question
+    search: float = 0.0  # dense and BM25 retrieval, fused
+    answer: float = 0.0  # scoring the candidate sentences, deciding, extracting and citing
+    generate: float | None = None  # a language model writing the answer and its check; None: not asked
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Answer:
     """What `Assistant.ask` returns: the answer text, whether the documents support it, and the evidence."""
 
     text: str
     grounded: bool
-    citations: list[Citation] = field(default_factory=list)
+    citations: tuple[Citation, ...] = ()  # a list given here is stored as a tuple: an answer never changes
     query: str = ""  # the standalone question that was actually searched
     confidence: float = 0.0  # the abstention score the decision was taken on (see rag.answering)
     generated: bool = False  # the text was written by a language model and checked (see rag.generation)
     sentences: tuple[SentenceSupport, ...] = ()  # a generated answer's sentences, kept and removed
+    # How long this answer took, stage by stage; not part of what was answered, so not compared.
+    timings: Timings = field(default=Timings(), compare=False)
+
+    def __post_init__(self) -> None:
+        # The answerer and the generation step build their citations as lists: freeze them here, so
+        # an answer handed out (or shared by the UI's sessions) cannot be changed afterwards.
+        object.__setattr__(self, "citations", tuple(self.citations))
 
     def to_dict(self) -> dict:
         """The JSON shape used by the CLI (`--json`), the UI's /ask endpoint and the eval reports."""

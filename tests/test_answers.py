@@ -1,6 +1,10 @@
 """Answers: the direct answer, verbatim citations, abstention, and refusal of bad questions."""
 from __future__ import annotations
 
+import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -58,7 +62,7 @@ def test_the_agent_of_the_asked_verb_is_the_answer(sample):
 def test_questions_the_documents_do_not_answer_are_declined(sample, question):
     answer = sample.ask(question)
     assert not answer.grounded
-    assert answer.citations == []
+    assert answer.citations == ()
     assert "documents don't say" in answer.text
 
 
@@ -130,6 +134,41 @@ def test_any_text_is_refused_or_answered_with_verbatim_citations(sample, verbati
     verbatim(answer)
 
 
+def test_an_answer_cannot_be_changed_once_given(sample):
+    answer = sample.ask("When was the Brest peace treaty signed?")
+
+    assert isinstance(answer.citations, tuple) and answer.citations
+    with pytest.raises(AttributeError):
+        answer.citations.append(answer.citations[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        answer.text = "something else"
+
+
+def test_sessions_asking_one_assistant_at_once_each_keep_their_own_timings(sample):
+    # The UI shares one assistant between sessions answering two at a time. Each answer carries
+    # the timings of its own call, and what the other session asks later leaves them as they were.
+    questions = ["When was the Brest peace treaty signed?", "When did Stalin die?"]  # answered, declined
+    start = threading.Barrier(len(questions))
+
+    def ask(question: str) -> list[tuple[Answer, dict]]:
+        start.wait()
+        answers = []
+        for _ in range(3):
+            answer = sample.ask(question)
+            answers.append((answer, dataclasses.asdict(answer.timings)))  # as it was when it arrived
+        return answers
+
+    with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+        answered, declined = pool.map(ask, questions)
+
+    assert all(a.grounded for a, _ in answered) and not any(a.grounded for a, _ in declined)
+    for answer, on_arrival in answered + declined:
+        assert dataclasses.asdict(answer.timings) == on_arrival
+        assert answer.timings.embed > 0 and answer.timings.search > 0 and answer.timings.answer > 0
+        assert answer.timings.generate is None  # no model was asked
+    assert not hasattr(sample, "timings")  # nothing per call is left on the shared assistant
+
+
 # -- a made-up document: nothing is special-cased to the sample -------------------------------------
 
 
@@ -155,7 +194,7 @@ def test_custom_document_questions_are_answered(bridge, verbatim, question, expe
 def test_custom_document_declines_what_it_does_not_say(bridge, question):
     answer = bridge.ask(question)
     assert not answer.grounded
-    assert answer.citations == []
+    assert answer.citations == ()
 
 
 def test_the_date_next_to_the_asked_event_is_chosen(tmp_path, verbatim):

@@ -12,8 +12,10 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -172,7 +174,7 @@ def test_the_prompt_numbers_the_excerpts_and_gives_the_extractive_lead(flagship)
 
 def test_excerpts_are_verbatim_and_led_by_the_answers_citations(flagship, verbatim):
     answer, excerpts = flagship
-    assert excerpts[: len(answer.citations)] == answer.citations
+    assert tuple(excerpts[: len(answer.citations)]) == answer.citations
     assert len({(e.source, e.start, e.end) for e in excerpts}) == len(excerpts)
     verbatim(type(answer)(text="", grounded=True, citations=excerpts))
 
@@ -311,6 +313,39 @@ def test_an_unanswerable_question_never_reaches_the_model(sample, local):
     answer = sample.with_generator(recording).ask(UNANSWERABLE)
     assert not answer.grounded and not answer.generated
     assert recording.prompts == []
+
+
+def test_two_sessions_at_once_each_get_the_timings_of_their_own_path(sample, local):
+    # `rag ui --generate` shares one generating assistant between sessions answering two at a
+    # time. The question it answers runs the model; the one it declines never does. While the
+    # model writes one answer, the other session keeps asking: each answer's timings must say
+    # which path it took, whatever the other session did meanwhile.
+    shared = sample.with_generator(local)
+    start, written = threading.Barrier(2), threading.Event()
+
+    def answer_one() -> list:
+        start.wait()
+        try:
+            return [shared.ask(FLAGSHIP)]
+        finally:
+            written.set()
+
+    def keep_declining() -> list:
+        start.wait()
+        answers = [shared.ask(UNANSWERABLE)]
+        while not written.is_set():
+            answers.append(shared.ask(UNANSWERABLE))
+        return answers
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answered, declined = pool.submit(answer_one), pool.submit(keep_declining)
+        answered, declined = answered.result(), declined.result()
+
+    [flagship] = answered
+    assert flagship.grounded and flagship.timings.generate is not None
+    assert all(not a.grounded and a.timings.generate is None for a in declined)
+    for answer in answered + declined:
+        assert answer.timings.embed > 0 and answer.timings.search > 0 and answer.timings.answer > 0
 
 
 def test_the_ui_shows_the_words_as_written_then_the_checked_answer(sample, local):

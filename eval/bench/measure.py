@@ -164,13 +164,13 @@ def latency_rows(assistant, embedder, questions: Sequence[str]) -> list[Row]:
     for round_number in range(LATENCY_ROUNDS):
         last = round_number == LATENCY_ROUNDS - 1
         for question in questions:
-            _, seconds = timed(lambda: assistant.ask(question))
+            answer, seconds = timed(lambda: assistant.ask(question))
             bare_seconds = bare_question_seconds(embedder, question)
             if last:
                 totals.append(seconds)
                 bare.append(bare_seconds)
                 for stage, values in stages.items():
-                    values.append(assistant.timings.get(stage, 0.0))
+                    values.append(getattr(answer.timings, stage))
     mean_total = statistics.fmean(totals)
     rows = [
         Row(what=f"warm ask p50 ({len(questions)} questions) vs bare encode of the question",
