@@ -215,15 +215,19 @@ def _metrics(outcomes: list[Outcome]) -> dict[str, float | None]:
         "abstention_precision": _share(sum(not o.answerable for o in abstained), len(abstained)),
         "abstention_recall": _share(sum(not o.answer.grounded for o in unanswerable), len(unanswerable)),
         "followup_accuracy": _share(sum(o.correct for o in followups), len(followups)),
-        "followup_evidence_recall": _share(sum(bool(o.evidence_cited) for o in followups if o.evidence_cited is not None),
-                                           sum(o.evidence_cited is not None for o in followups)),
+        "followup_evidence_recall": _share(
+            sum(bool(o.evidence_cited) for o in followups if o.evidence_cited is not None),
+            sum(o.evidence_cited is not None for o in followups),
+        ),
         "first_turn_accuracy": _share(sum(o.correct for o in first_turns), len(first_turns)),
         "latency_ms_p50": statistics.median(latencies) if latencies else None,
         "latency_ms_p95": _percentile(latencies, 95) if latencies else None,
     }
 
 
-def _shown_metrics(metrics: dict[str, float | None], *, latency_digits: int = LATENCY_DIGITS) -> dict[str, float | None]:
+def _shown_metrics(
+    metrics: dict[str, float | None], *, latency_digits: int = LATENCY_DIGITS
+) -> dict[str, float | None]:
     """`metrics` as the report shows them: shares to SHARE_DIGITS decimals, latencies to `latency_digits`."""
     return {name: _shown(value, latency_digits if name.startswith("latency_ms") else SHARE_DIGITS)
             for name, value in metrics.items()}

@@ -73,7 +73,8 @@ def print_report(results: dict) -> None:
 def print_growth(growth: list[dict]) -> None:
     """The search-scaling table: one line per synthetic collection size."""
     print("\nsearch scaling on SYNTHETIC data (clustered unit vectors shaped like MiniLM embeddings of SQuAD, "
-          "see eval/bench/synthetic.py;\ntexts: corpus sentences + Zipf-distributed made-up words). Latencies per question, "
+          "see eval/bench/synthetic.py;\ntexts: corpus sentences + Zipf-distributed made-up words). "
+          "Latencies per question, "
           f"{growth[0]['open']['queries']} questions, one at a time;\n'exact' scans every vector; "
           "bytes and memory are per passage; write = rag.store.write, open = rag.store.load.")
     table = [("passages", "index", "write s", "(vectors/bm25)", "open s", "dense p50/p95 ms", "exact p50 ms",

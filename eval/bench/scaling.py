@@ -54,7 +54,8 @@ def synthetic_growth(work: Path, texts: list[str], questions: tuple[str, ...], l
     for n in growth_sizes(largest):
         index_dir = work / f"synthetic-{n}"
         progress(f"synthetic index of {n:,} passages: write, then open and search, in fresh subprocesses")
-        task = StoreTask(action="write", passages=n, dimension=dimension, index_dir=index_dir, inputs=inputs, model=model)
+        task = StoreTask(action="write", passages=n, dimension=dimension, index_dir=index_dir, inputs=inputs,
+                         model=model)
         written = run_in_child(task)
         opened = run_in_child(replace(task, action="open"))
         results.append({"passages": n, "dimension": dimension, "write": written, "open": opened,
