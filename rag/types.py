@@ -96,9 +96,6 @@ class Timings:
     answer: float = 0.0  # scoring the candidate sentences, deciding, extracting and citing
     generate: float | None = None  # a language model writing the answer and its check; None: not asked
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Answer:
