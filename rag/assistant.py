@@ -237,6 +237,11 @@ class Assistant:
         self.timings["generate"] = time.perf_counter() - started
         return written
 
+    @property
+    def ready(self) -> bool:
+        """Whether the question model is loaded: no question will wait for it."""
+        return self._embedder.questions_ready
+
     def warm_up(self) -> "Assistant":
         """Load what answering needs (the question model, its first run) now rather than on the
         first question. Returns this assistant."""

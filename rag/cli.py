@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="largest synthetic collection for the search-scaling table (10k, 100k, ... up to N)")
     bench.add_argument("--ann-sweep", action="store_true",
                        help="instead: exact vs IVF search by collection size, to choose the ANN threshold")
+    bench.add_argument("--cold", action="store_true",
+                       help='instead: a cold `rag ask` vs `python -c "import rag"` and vs the torch question path')
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -377,6 +379,10 @@ def _run_bench(args) -> int:
         from eval.bench import run_ann_sweep
 
         return run_ann_sweep(out=Path(args.out).with_name("ann-sweep.json"))
+    if args.cold:
+        from eval.bench_cold import run_cold_bench
+
+        return run_cold_bench(out=Path(args.out).with_name("bench-cold.json"))
     return run_bench(out=Path(args.out), passages=args.passages)
 
 

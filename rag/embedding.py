@@ -62,6 +62,7 @@ class Embedder:
         # The ONNX question encoder once loaded; False when questions go through torch like
         # documents (asked to, or this model cannot be exported).
         self._questions = None if onnx_questions else False
+        self._warm = False  # warm_up ran (a torch question path is loaded then too)
 
     @property
     def model(self):
@@ -147,6 +148,11 @@ class Embedder:
                 self._questions = False
         return self._questions or None
 
+    @property
+    def questions_ready(self) -> bool:
+        """The question model is loaded (or questions go through torch, loaded with the model)."""
+        return bool(self._questions) or self._warm
+
     def preload_questions(self) -> None:
         """Start loading an already exported question model in a background thread.
 
@@ -169,6 +175,7 @@ class Embedder:
         """Load (exporting if needed) the question model and embed one question, so the first
         real question costs what every later one does. `rag chat` and `rag ui` call it at start."""
         self.encode_query("A first question to warm up the model?")
+        self._warm = True
 
 
 def _pause(done: int, total: int) -> None:

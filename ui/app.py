@@ -425,6 +425,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         if session.set_reply(epoch, slot, render_answer(question, answer)):
             yield session.snapshot(), render_sources(answer, current)
 
+    def forget(request: gr.Request):
+        sessions.drop(request.session_hash)  # the page was closed
+
     def new_conversation(request: gr.Request):
         session = sessions.get(request.session_hash)
         with session.lock:
@@ -485,7 +488,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             api_visibility="private",
         ).then(answer_waiting, None, [chatbot, sources], trigger_mode="multiple", api_visibility="private")
         reset.click(new_conversation, None, [chatbot, sources], api_visibility="private")
-        app.unload(lambda request: sessions.drop(request.session_hash))
+        app.unload(forget)
         file.upload(upload, [file], [upload_message, status, file], api_visibility="private")
         gr.api(ask, api_name="ask")
     return app
