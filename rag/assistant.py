@@ -161,7 +161,8 @@ class Assistant:
         """
         index_dir = Path(index_dir)
         embedder = Embedder(store.read_manifest(index_dir)["model"])
-        embedder.preload_questions()  # in the background, while the index is read
+        if not stale_ok:  # (`status` opens with stale_ok and asks nothing)
+            embedder.preload_questions()  # in the background, while the index is read
         data = store.load(index_dir)
         stale = [] if stale_ok else _stale_sources(data)
         if stale:

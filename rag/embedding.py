@@ -163,7 +163,9 @@ class Embedder:
         from . import question_model
 
         if self._questions is None and question_model.is_exported(self._path):
-            threading.Thread(target=self._preload, name="rag-question-model", daemon=True).start()
+            # Not a daemon: a process ending while onnxruntime builds its session aborts
+            # ("terminate called without an active exception"); exit waits for the load instead.
+            threading.Thread(target=self._preload, name="rag-question-model").start()
 
     def _preload(self) -> None:
         try:

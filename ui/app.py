@@ -55,6 +55,10 @@ QUEUE_CONCURRENCY = 2
 # under half a second of work; past that a request is refused at once ("Queue is full") rather
 # than piling up behind a flood and answering minutes late.
 QUEUE_MAX_SIZE = 8
+# Questions one browser session may have waiting behind the one being answered; a question past
+# that is refused in the chat (a person does not queue more; a stuck key or a script might).
+MAX_WAITING = QUEUE_MAX_SIZE
+TOO_MANY = f"⚠️ Not sent: {MAX_WAITING} questions are already waiting for their answers; send it again once they are answered."
 EXAMPLES = [
     "When was the Brest peace treaty signed?",
     "Who was the German ambassador?",
@@ -367,8 +371,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         with session.lock:
             ahead = session.answering or bool(session.waiting)
             session.messages.append({"role": "user", "content": _text(question)})
-            session.messages.append({"role": "assistant", "content": WAITING if ahead else PENDING})
-            session.waiting.append((session.epoch, len(session.messages) - 1, question))
+            if len(session.waiting) >= MAX_WAITING:
+                session.messages.append({"role": "assistant", "content": TOO_MANY})
+            else:
+                session.messages.append({"role": "assistant", "content": WAITING if ahead else PENDING})
+                session.waiting.append((session.epoch, len(session.messages) - 1, question))
         return session.snapshot()
 
     def answer_waiting(request: gr.Request):
