@@ -185,7 +185,11 @@ def load(model_path: str | Path, sentence_transformer=None) -> QuestionEncoder:
     Raises:
         UnsupportedModel: the model's modules are not ones this export reproduces.
         OSError: the cache folder cannot be written.
+        ImportError: onnxruntime or tokenizers is not installed.
     """
+    import onnxruntime  # noqa: F401 - missing, it must not pass for a damaged export below
+    import tokenizers  # noqa: F401
+
     folder = export_folder(model_path)
     key = str(folder.resolve())  # a cache reached through a link is the same cache
     with _loading:
