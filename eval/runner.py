@@ -108,7 +108,9 @@ def _assistant(index: Path | None) -> tuple[Assistant, dict]:
     from rag.embedding import Embedder
     from rag.settings import SAMPLE_DOCUMENT
 
-    Embedder().encode(["warm up"])
+    embedder = Embedder()
+    embedder.encode(["warm up"])
+    embedder.warm_up()  # and the question model, exported first if it is not cached yet
     folder = Path(tempfile.mkdtemp(prefix="rag-eval-"))
     started = time.perf_counter()
     assistant = Assistant.build([SAMPLE_DOCUMENT], index_dir=folder / "index")

@@ -128,6 +128,7 @@ class Assistant:
                 f"(supported: {', '.join(SUPPORTED_EXTENSIONS)}){'; ' + reasons if reasons else ''}"
             )
         embedder = Embedder(model or default_model())
+        embedder.preload_questions()  # an index that needs no update is asked at once
         settings = {
             "model": embedder.model_name,
             "dimension": None,  # filled in once the model is loaded, only if something is embedded
@@ -158,6 +159,9 @@ class Assistant:
             IndexStaleError: a source changed or disappeared since it was indexed.
         """
         index_dir = Path(index_dir)
+        embedder = Embedder(store.read_manifest(index_dir)["model"])
+        if not stale_ok:  # (`status` opens with stale_ok and asks nothing)
+            embedder.preload_questions()  # in the background, while the index is read
         data = store.load(index_dir)
         stale = [] if stale_ok else _stale_sources(data)
         if stale:
@@ -165,7 +169,7 @@ class Assistant:
                 f"{index_dir} is out of date: {', '.join(stale[:3])}{' and more' if len(stale) > 3 else ''} "
                 f"changed since indexing; update it with `rag index PATH --index {index_dir}`"
             )
-        return cls(index_dir, data, Embedder(data.manifest["model"]))
+        return cls(index_dir, data, embedder)
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -232,6 +236,17 @@ class Assistant:
 
         return write_answer(question, answer, hits, self.generator, self._embedder)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the question model is loaded: no question will wait for it."""
+        return self._embedder.questions_ready
+
+    def warm_up(self) -> "Assistant":
+        """Load what answering needs (the question model, its first run) now rather than on the
+        first question. Returns this assistant."""
+        self._embedder.warm_up()
+        return self
+
     def chat(self) -> "Conversation":
         """Start a conversation: follow-up questions are understood from the previous turns."""
         from .conversation import Conversation
@@ -257,7 +272,7 @@ class Assistant:
             # A follow-up's own words weigh as much as all the earlier turns': "What led to that
             # treaty being abrogated?" must not drift to the sentence the last turn cited, yet
             # "How many divisions did they use?" needs to know who "they" were.
-            both = self._embedder.encode([question, words])
+            both = self._embedder.encode_questions([question, words])
             vector = both[0] + both[1]
             vector = (vector / np.linalg.norm(vector)).astype(np.float32)
         embedded = time.perf_counter()
@@ -398,6 +413,10 @@ def _update(
     fresh_texts = [p.text for source in sorted(fresh) for p in fresh[source]]
     fresh_vectors = embedder.encode(fresh_texts, progress=progress)
     report.embedded = len(fresh_texts)
+    if fresh_texts:
+        # torch is loaded now: export the question model (once per model) so that no question
+        # asked of this index ever needs torch.
+        embedder.question_encoder()
     settings = {**settings, "dimension": embedder.dimension if fresh_texts or not previous else previous.manifest["dimension"]}
 
     import numpy as np

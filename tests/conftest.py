@@ -5,10 +5,13 @@ disk in temporary folders. The model loads once per process (the embedder caches
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 # Before anything imports huggingface_hub, gradio or matplotlib: no network, no analytics, and
 # no cache written into the user's home.
@@ -16,10 +19,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="rag-tests-mpl-"))
+# The cache the session's indexes export the question model to (rag.question_model), never the
+# user's: session fixtures run before the per-test fixture below points elsewhere. Every test's
+# own cache links its `rag/onnx` here, so the model is exported once per run, not once per test.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="rag-tests-cache-"))
+os.environ["XDG_CACHE_HOME"] = str(SESSION_CACHE)
+QUESTION_MODELS = SESSION_CACHE / "rag" / "onnx"
+QUESTION_MODELS.mkdir(parents=True)
+atexit.register(shutil.rmtree, SESSION_CACHE, ignore_errors=True)  # 90 MB per run otherwise
 os.environ.pop("RAG_DEBUG", None)
 os.environ.pop("RAG_MODEL", None)
-
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -79,7 +88,14 @@ def private_index_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "default-index"
     monkeypatch.setenv(rag.settings.ENV_INDEX_DIR, str(folder))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    share_question_models(tmp_path / "xdg-cache")
     return folder
+
+
+def share_question_models(cache: Path) -> None:
+    """Make `cache` (an XDG_CACHE_HOME) use the run's exported question models."""
+    (cache / "rag").mkdir(parents=True, exist_ok=True)
+    (cache / "rag" / "onnx").symlink_to(QUESTION_MODELS, target_is_directory=True)
 
 
 @pytest.fixture(scope="session")

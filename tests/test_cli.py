@@ -6,6 +6,7 @@ the model is needed.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -112,3 +113,16 @@ def test_importing_rag_and_building_the_cli_parser_is_light(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_ci_runs_the_readmes_test_command_verbatim_and_it_compiles_nothing():
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"Run the tests.*?```\n(.*?)\n```", readme, re.DOTALL)
+    assert len(blocks) == 1, "the README has one test command, in a code block after 'Run the tests'"
+    command = blocks[0].strip()
+    assert "pytest" in command and "generate" not in command and "CMAKE" not in command
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    assert command in ci.splitlines()
+    # ... after CI installed the answer writer, so that its tests run there.
+    assert ci.index('".[test,generate]"') < ci.index(command)

@@ -24,6 +24,8 @@ from rag.generation import HttpGenerator, assemble, streaming, verify
 from rag.generation.prompt import excerpts_for, messages
 from rag.generation.verify import SIMILARITY_MIN, Renumbering, complete_sentences, markers, split_sentences, verify_sentences
 
+from conftest import share_question_models
+
 FLAGSHIP = "When was the Brest peace treaty signed?"
 UNANSWERABLE = "When was the Treaty of Versailles signed?"
 
@@ -419,6 +421,7 @@ def test_cli_ask_generate_json(sample, model_file, tmp_path):
     cache = tmp_path / "cache"
     (cache / "rag").mkdir(parents=True)
     (cache / "rag" / "models").symlink_to(model_file.parent, target_is_directory=True)
+    share_question_models(cache)  # and the question model the session exported
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(cache)}
     result = subprocess.run(
         [sys.executable, "-m", "rag.cli", "ask", FLAGSHIP, "--generate", "--json", "--index", str(index_dir)],

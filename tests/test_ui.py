@@ -201,6 +201,72 @@ def test_two_browser_sessions_keep_their_own_conversations(served, browser):
             context.close()
 
 
+def _final_answers(page, count: int) -> list[str]:
+    """The first `count` answers in the chat, once each has fully arrived."""
+    page.wait_for_function(
+        """([n, pending]) => {
+            const bots = [...document.querySelectorAll('#rag-chat [data-testid="bot"]')];
+            return bots.length >= n && bots.slice(0, n).every(b => !b.innerText.trim().endsWith(pending));
+        }""",
+        arg=[count, PENDING],
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    return [page.locator('#rag-chat [data-testid="bot"]').nth(i).inner_text() for i in range(count)]
+
+
+def test_questions_sent_quickly_are_all_answered_in_order_with_their_context(served, browser):
+    """Three questions sent one after the other without waiting for any answer: none is dropped,
+    each gets its own answer in the order sent, and the follow-up is understood from the turn
+    before it (Gradio's default would have ignored the questions sent while one was pending)."""
+    questions = ["Who was the German ambassador?", "What happened to him later?", FLAGSHIP]
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(served)
+        page.wait_for_selector("#rag-question textarea")
+        box = page.locator("#rag-question textarea")
+        for question in questions:
+            box.fill(question)
+            box.press("Enter")
+            # Sent: the box was emptied in the browser at once, so the next question typed stays.
+            page.wait_for_function("() => document.querySelector('#rag-question textarea').value === ''")
+        answers = _final_answers(page, len(questions))
+        users = [page.locator('#rag-chat [data-testid="user"]').nth(i).inner_text().strip() for i in range(3)]
+        assert users == questions
+        assert "Schulenburg" in answers[0]
+        assert "Understood as: “What happened to Schulenburg later?”" in answers[1], answers[1]
+        assert "March" in answers[2] and "1918" in answers[2]
+        page.screenshot(path=str(ARTIFACTS / "ui-quick-questions.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_the_question_model_is_loaded_before_the_first_question(sample, tmp_path, monkeypatch, browser):
+    """`rag ui` loads the question model before it serves: the first question loads nothing."""
+    import shutil
+
+    from conftest import QUESTION_MODELS
+
+    # An index opened where no export is cached starts no background load of the question model...
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    index_dir = tmp_path / "index"
+    shutil.copytree(sample.index_dir, index_dir)
+    assistant = Assistant.open(index_dir)
+    assert not assistant.ready
+    # ... then the export appears (so loading needs no torch), and the app is started.
+    shutil.copytree(QUESTION_MODELS, tmp_path / "empty-cache" / "rag" / "onnx")
+    app, url = serve_app(assistant)
+    try:
+        assert assistant.ready  # loaded before the server took its first request
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#rag-question textarea")
+        answer = _ask_in_page(page, FLAGSHIP, 0)
+        assert "March" in answer and "1918" in answer
+        page.close()
+    finally:
+        app.close()
+
+
 def test_document_markup_is_shown_as_text_and_never_runs(tmp_path, browser):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "quillfen.txt").write_text(XSS_TEXT, encoding="utf-8")

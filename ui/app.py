@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict, deque
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -41,6 +42,12 @@ STREAM_DELAY = 0.05
 # What a message still arriving ends with (alone, while the answer is being looked up); a final
 # message never does, so a reader (or a test) can tell the two apart.
 PENDING = "…"
+# The reply shown for a question sent while an earlier one is being answered (it still ends with
+# PENDING: it is not final).
+WAITING = f"<small>Waiting for the answer above.</small> {PENDING}"
+# Browser sessions whose chats are kept (one per page load, each a few turns of text); past this
+# the least recently used is forgotten, and its page starts a new conversation with its next question.
+MAX_SESSIONS = 256
 # The queue every request waits in. Answering is CPU-bound and the machine this serves is a
 # laptop: two questions at a time keep two cores busy, and a third would only slow all of them.
 QUEUE_CONCURRENCY = 2
@@ -48,6 +55,10 @@ QUEUE_CONCURRENCY = 2
 # under half a second of work; past that a request is refused at once ("Queue is full") rather
 # than piling up behind a flood and answering minutes late.
 QUEUE_MAX_SIZE = 8
+# Questions one browser session may have waiting behind the one being answered; a question past
+# that is refused in the chat (a person does not queue more; a stuck key or a script might).
+MAX_WAITING = QUEUE_MAX_SIZE
+TOO_MANY = f"⚠️ Not sent: {MAX_WAITING} questions are already waiting for their answers; send it again once they are answered."
 EXAMPLES = [
     "When was the Brest peace treaty signed?",
     "Who was the German ambassador?",
@@ -280,27 +291,124 @@ def _store_upload(source: Path, target: Path) -> None:
 # -- the app ------------------------------------------------------------------------------------
 
 
+class ChatSession:
+    """One browser session's chat: its messages, the questions waiting their turn, its conversation.
+
+    The messages live here, not in the browser: a question sent while another is being answered
+    is shown at once as waiting, and answered after it, in order, by the same worker, so a
+    follow-up is understood from the turns before it. `epoch` changes with "New conversation",
+    so an answer still arriving for the old conversation is not written into the new one.
+    """
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.waiting: deque[tuple[int, int, str]] = deque()  # (epoch, index of its reply in messages, question)
+        self.answering = False  # a worker is answering this session's questions
+        self.epoch = 0
+        self.conversation = None
+        self.lock = threading.Lock()  # guards the fields above; never held while answering
+
+    def snapshot(self) -> list[dict]:
+        with self.lock:
+            return [dict(message) for message in self.messages]
+
+    def set_reply(self, epoch: int, slot: int, content: str) -> bool:
+        """Replace a reply's text; False when the conversation was started over since."""
+        with self.lock:
+            if epoch != self.epoch:
+                return False
+            self.messages[slot] = {"role": "assistant", "content": content}
+            return True
+
+
+class ChatSessions:
+    """The sessions of one app by Gradio's session hash (one per page load), least recently used
+    dropped beyond MAX_SESSIONS."""
+
+    def __init__(self):
+        self._sessions: OrderedDict[str, ChatSession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> ChatSession:
+        with self._lock:
+            session = self._sessions.pop(key, None) or ChatSession()
+            self._sessions[key] = session
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+            return session
+
+    def drop(self, key: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(key, None)
+
+
+# Runs in the browser when a question is sent, before it goes to the server: empties the question
+# box at once, so text typed next (the following question) is never wiped by a late reply.
+CLEAR_QUESTION_JS = """(question) => {
+    const box = document.querySelector('#rag-question textarea');
+    if (box) { box.value = ''; box.dispatchEvent(new Event('input', {bubbles: true})); }
+    return [question];
+}"""
+
+
 def build_app(assistant: Assistant) -> gr.Blocks:
     """The Gradio Blocks app over `assistant`; launch it with `.launch()`.
 
+    The question model is loaded (and run once) here, before the app can accept a question.
     The named endpoint `/ask` takes a question and returns `Answer.to_dict()`.
     """
+    assistant.warm_up()
     holder = AssistantHolder(assistant)
+    sessions = ChatSessions()
 
-    def respond(question, history, conversation):
-        """A generator: the question and a placeholder at once, then the answer's words as they
-        are revealed, then the final message with citation markers together with its sources."""
-        history = list(history or [])
+    def send(question: str, request: gr.Request):
+        """Add a question to its session's chat at once (not through the queue): answered next,
+        or after the questions already waiting."""
         question = (question or "").strip()
         if not question:
-            yield history, gr.skip(), conversation, ""
+            return gr.skip()
+        session = sessions.get(request.session_hash)
+        with session.lock:
+            ahead = session.answering or bool(session.waiting)
+            session.messages.append({"role": "user", "content": _text(question)})
+            if len(session.waiting) >= MAX_WAITING:
+                session.messages.append({"role": "assistant", "content": TOO_MANY})
+            else:
+                session.messages.append({"role": "assistant", "content": WAITING if ahead else PENDING})
+                session.waiting.append((session.epoch, len(session.messages) - 1, question))
+        return session.snapshot()
+
+    def answer_waiting(request: gr.Request):
+        """A generator: answers the session's waiting questions one after the other, yielding the
+        chat as each answer's words are revealed, then each final message with its sources. A
+        second worker for the same session finds it answered and leaves at once."""
+        session = sessions.get(request.session_hash)
+        with session.lock:
+            if session.answering or not session.waiting:
+                yield gr.skip(), gr.skip()
+                return
+            session.answering = True
+        try:
+            while True:
+                with session.lock:
+                    if not session.waiting:
+                        break
+                    epoch, slot, question = session.waiting.popleft()
+                    if epoch != session.epoch:
+                        continue
+                    if session.conversation is None or session.conversation.assistant is not holder.assistant:
+                        session.conversation = holder.assistant.chat()  # first question, or the index changed since
+                    conversation = session.conversation
+                yield from _answer_one(session, conversation, epoch, slot, question)
+        finally:
+            with session.lock:
+                session.answering = False
+
+    def _answer_one(session: ChatSession, conversation, epoch: int, slot: int, question: str):
+        current = conversation.assistant
+        if not session.set_reply(epoch, slot, PENDING):
             return
-        current = holder.assistant
-        if conversation is None or conversation.assistant is not current:
-            conversation = current.chat()  # first question, or the index changed since
-        history.append({"role": "user", "content": _text(question)})
-        history.append({"role": "assistant", "content": PENDING})
-        yield history, gr.skip(), conversation, ""
+        yield session.snapshot(), gr.skip()
         try:
             if current.generator is None:
                 answer = conversation.ask(question)
@@ -309,25 +417,32 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 for update in ask_streaming(conversation, question):
                     if isinstance(update, Answer):
                         answer = update
-                    else:
-                        history[-1] = {"role": "assistant", "content": f"{_text(update)} {PENDING}"}
-                        yield history, gr.skip(), conversation, ""
+                    elif session.set_reply(epoch, slot, f"{_text(update)} {PENDING}"):
+                        yield session.snapshot(), gr.skip()
         except RagError as error:
-            history[-1] = {"role": "assistant", "content": f"⚠️ {_text(str(error))}"}
-            yield history, render_sources(None), conversation, ""
+            if session.set_reply(epoch, slot, f"⚠️ {_text(str(error))}"):
+                yield session.snapshot(), render_sources(None)
             return
         if answer.grounded and current.generator is None:
             for partial in stream_steps(answer.text)[:-1]:
-                history[-1] = {"role": "assistant", "content": f"{_text(partial)} {PENDING}"}
-                yield history, gr.skip(), conversation, ""
+                if not session.set_reply(epoch, slot, f"{_text(partial)} {PENDING}"):
+                    return
+                yield session.snapshot(), gr.skip()
                 time.sleep(STREAM_DELAY)
-        history[-1] = {"role": "assistant", "content": render_answer(question, answer)}
-        yield history, render_sources(answer, current), conversation, ""
+        if session.set_reply(epoch, slot, render_answer(question, answer)):
+            yield session.snapshot(), render_sources(answer, current)
 
-    def new_conversation(conversation):
-        if conversation is not None:
-            conversation.reset()
-        return [], render_sources(None), conversation
+    def forget(request: gr.Request):
+        sessions.drop(request.session_hash)  # the page was closed
+
+    def new_conversation(request: gr.Request):
+        session = sessions.get(request.session_hash)
+        with session.lock:
+            session.epoch += 1  # what is still being answered is not written into the new chat
+            session.messages = []
+            session.waiting.clear()
+            session.conversation = None
+        return [], render_sources(None)
 
     def upload(file, progress=gr.Progress()):
         if not file:
@@ -350,7 +465,6 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     with gr.Blocks(title="rag: ask your documents") as app:
         gr.Markdown("## Ask your documents\nEvery answer cites verbatim sentences; when the documents don't say, it says so.")
         status = gr.Markdown(render_status(assistant), elem_id="rag-status")
-        conversation = gr.State(None)
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="Conversation", elem_id="rag-chat", height=420)
@@ -358,7 +472,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     question = gr.Textbox(
                         placeholder="Ask a question…", show_label=False, scale=5, elem_id="rag-question", max_lines=3
                     )
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="rag-ask")
+                    ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="rag-ask")
                 gr.Examples(EXAMPLES, inputs=[question], label="Examples")
                 reset = gr.Button("New conversation", elem_id="rag-new")
             with gr.Column(scale=2):
@@ -368,14 +482,20 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     file = gr.File(label="A text, Markdown, PDF, HTML or Word file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath", elem_id="rag-upload")
                     upload_message = gr.Markdown(elem_id="rag-upload-message")
 
+        # Every question sent is taken ("multiple": Gradio's default drops a question sent while the
+        # previous one is pending), shown at once outside the queue, then answered in order.
         gr.on(
-            triggers=[send.click, question.submit],
-            fn=respond,
-            inputs=[question, chatbot, conversation],
-            outputs=[chatbot, sources, conversation, question],
+            triggers=[ask_button.click, question.submit],
+            fn=send,
+            inputs=[question],
+            outputs=[chatbot],
+            js=CLEAR_QUESTION_JS,
+            queue=False,
+            trigger_mode="multiple",
             api_visibility="private",
-        )
-        reset.click(new_conversation, [conversation], [chatbot, sources, conversation], api_visibility="private")
+        ).then(answer_waiting, None, [chatbot, sources], trigger_mode="multiple", api_visibility="private")
+        reset.click(new_conversation, None, [chatbot, sources], api_visibility="private")
+        app.unload(forget)
         file.upload(upload, [file], [upload_message, status, file], api_visibility="private")
         gr.api(ask, api_name="ask")
     return app
@@ -388,7 +508,7 @@ def main(index: str | None = None, host: str = "127.0.0.1", port: int = 7860, ge
     """
     assistant = Assistant.open(index) if index else Assistant.default(progress=True)
     assistant = assistant.with_generator(generator)
-    app = build_app(assistant)
+    app = build_app(assistant)  # loads the question model: the first question waits for nothing
     print(f"Serving {assistant.index_dir} on http://{host}:{port} (Ctrl+C stops)", flush=True)
     launch(app, host=host, port=port)
     return 0

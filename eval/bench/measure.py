@@ -187,18 +187,18 @@ def latency_rows(assistant, embedder, questions: Sequence[str]) -> list[Row]:
 
 def cold_start_row(index_dir: Path) -> tuple[Row, str | None]:
     """Median wall time of `rag ask` in a fresh process against a bare `import sentence_transformers`."""
-    ask = [*_rag_command(), "ask", COLD_START_QUESTION, "--index", str(index_dir)]
+    ask = [*rag_command(), "ask", COLD_START_QUESTION, "--index", str(index_dir)]
     bare = [sys.executable, "-c", "import sentence_transformers"]
     failure = None
     for command in (ask, bare):  # one untimed run each: the page cache is warm for both
-        failure = failure or _run(command, expect_output=command is ask)[1]
+        failure = failure or run_command(command, expect_output=command is ask)[1]
     ours: list[float] = []
     baseline: list[float] = []
     for _ in range(COLD_START_RUNS):  # interleaved, so drift affects both alike
-        seconds, error = _run(ask, expect_output=True)
+        seconds, error = run_command(ask, expect_output=True)
         ours.append(seconds)
         failure = failure or error
-        baseline.append(_run(bare)[0])
+        baseline.append(run_command(bare)[0])
     row = Row(
         what=f'cold `rag ask` on an existing index vs `python -c "import sentence_transformers"` '
         f"(median of {COLD_START_RUNS})",
@@ -210,13 +210,13 @@ def cold_start_row(index_dir: Path) -> tuple[Row, str | None]:
     return row, failure
 
 
-def _rag_command() -> list[str]:
+def rag_command() -> list[str]:
     """The installed `rag` script beside this Python, else the module (a checkout run in place)."""
     script = Path(sys.executable).parent / "rag"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "rag.cli"]
 
 
-def _run(command: list[str], *, expect_output: bool = False) -> tuple[float, str | None]:
+def run_command(command: list[str], *, expect_output: bool = False) -> tuple[float, str | None]:
     """Wall seconds of `command`, and an error message if it failed (or printed nothing when it should)."""
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=offline_env(), check=False)
