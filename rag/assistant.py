@@ -83,7 +83,9 @@ class Assistant:
             recorded = store.read_manifest(index_dir, any_format=True)["sources"]
             sources = [Path(s) for s in recorded if Path(s).is_file()]
             if sources:
-                return cls.build(sources, index_dir=index_dir, progress=progress)
+                # Each read as it was, so a file indexed with `--as text` stays readable.
+                read_as = {s: r["format"] for s, r in recorded.items() if r.get("format")}
+                return cls.build(sources, index_dir=index_dir, progress=progress, read_as=read_as)
         return cls.build([SAMPLE_DOCUMENT], index_dir=index_dir, progress=progress)
 
     @classmethod
@@ -96,10 +98,13 @@ class Assistant:
         chunking: ChunkSettings = ChunkSettings(),
         progress: Progress = False,
         max_file_bytes: int = MAX_FILE_BYTES,
+        read_as: str | dict[str, str] | None = None,
     ) -> "Assistant":
         """Index files and folders into `index_dir`, re-embedding only what changed.
 
         A file larger than `max_file_bytes` (default 50 MB) is skipped, from its size alone.
+        `read_as` reads the named files as that format whatever their extension ("text", …;
+        see rag.documents.collect); a file without an extension is read as text if it is text.
         `progress`: True draws a bar with passages/s on stderr while embedding; a callable is
         told (done, total, seconds) instead (see `rag.embedding.Embedder.encode`).
 
@@ -121,7 +126,7 @@ class Assistant:
         if not paths:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        collected = collect(paths, max_bytes=max_file_bytes)
+        collected = collect(paths, max_bytes=max_file_bytes, read_as=read_as)
         if not collected.documents:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(
@@ -320,6 +325,18 @@ class Assistant:
             "updated_at": manifest["updated_at"],
             "bytes_on_disk": size,
             "stale": _stale_sources(self._data) + _unindexed_files(manifest),
+            # Each indexed document: a file without an extension shows by its name like any other.
+            "sources": [
+                {
+                    "name": Path(path).name,
+                    "path": path,
+                    "format": record.format,
+                    "passages": record.passages,
+                    "bytes": record.size,
+                    "indexed_at": record.indexed_at,
+                }
+                for path, record in sorted(self._data.sources.items(), key=lambda item: (Path(item[0]).name, item[0]))
+            ],
         }
         if verify:
             status["verified_files"] = store.verify(self.index_dir)
@@ -414,6 +431,7 @@ def _update(
         cursor += len(fresh[source])
     sources: dict[str, SourceRecord] = {}
     texts: dict[str, str] = {}
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     for source in sorted(new_by_source):
         document = new_by_source[source]
         if source in fresh:
@@ -437,6 +455,7 @@ def _update(
             passages=len(source_passages),
             format=document.format,
             text=text_name,
+            indexed_at=now if source in fresh else old_sources[source].indexed_at,
         )
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
     if progress is True:  # the bar has finished; a large index takes minutes more to write
