@@ -306,6 +306,9 @@ class Assistant:
     def status(self, *, verify: bool = False) -> dict:
         """What is indexed: documents, passages, model, index type, size, when, and what is stale.
 
+        `sources` lists each indexed document: its file name and path, format, passages, size
+        in bytes and when it was indexed (`indexed_at`: its passages were last made then).
+
         `stale` names sources changed ("a.txt") or gone ("a.txt (missing)") since indexing, and
         supported files in the indexed folders that the index does not hold ("b.txt (not
         indexed)": new, or skipped by the last build). `verify` also hashes every index file.

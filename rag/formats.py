@@ -16,8 +16,8 @@ from html.parser import HTMLParser
 from . import pdftext
 from .errors import DocumentError
 
-# Between pages, paragraphs and blocks: a blank line, which the splitter reads as a paragraph
-# break, so no passage runs across a page boundary and every passage has one page.
+# Between paragraphs, blocks and pages: a blank line, which the splitter reads as a paragraph
+# break (a PDF page whose first sentence runs on from the page before is joined by a newline).
 _BREAK = "\n\n"
 # A heading's location label: the section sign reads as "section" in any language.
 _SECTION = "§ "
@@ -86,8 +86,11 @@ def pdf(raw: bytes, *, name: str) -> Extracted:
         if not text:  # a blank, image-only, contents or index page: no place to point at
             continue
         if parts:
-            parts.append(_BREAK)
-            length += len(_BREAK)
+            # A sentence running on from the page before stays one passage (cited on the page
+            # it starts on); otherwise pages are paragraphs apart.
+            runs_on = not parts[-1].endswith((".", "!", "?", ":")) and text[0].islower()
+            parts.append("\n" if runs_on else _BREAK)
+            length += len(parts[-1])
         marks.append((length, page_location(page.label, page.number)))
         parts.append(text)
         length += len(text)

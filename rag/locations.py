@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 
+from .formats import _FRONT_MATTER
 from .types import Document
 
 # Formats whose marks are headings ("§ …"); a PDF's marks are its pages.
@@ -41,7 +42,9 @@ class Locator:
             starts = {start for start, _ in paragraphs} | {
                 _skip_space(text, end) for end in self._heading_ends if _skip_space(text, end) < len(text)
             }
-            self._starts = sorted(starts - set(self._mark_offsets))
+            # Markdown's metadata block ("---\ntitle: …\n---") is not shown, so it is no paragraph.
+            front = _FRONT_MATTER.match(text).end() if document.format == "markdown" and _FRONT_MATTER.match(text) else 0
+            self._starts = sorted(s for s in starts - set(self._mark_offsets) if s >= front)
 
     def __call__(self, start: int, end: int) -> str | None:
         """The location of document.text[start:end], or None when the format has none."""

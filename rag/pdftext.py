@@ -40,13 +40,16 @@ REPEATED_ON_PAGES = 3
 # their body pages (under 0.1).
 REFERENCE_SHARE = 0.5
 MIN_REFERENCE_LINES = 5
+# ... or at least this many of them have dot leaders ("2 Install . . . . 4"): a short contents.
+MIN_LEADER_LINES = 3
 # A heading is shorter than this share of the document's full line (its 75th percentile length:
 # most lines of running text are full). "2.5.2 How can R be installed (Windows)" is 0.45.
 HEADING_SHARE = 0.7
 HEADING_MAX_WORDS = 12
 
-# Four or more dots (". . . ." or "....") then a short page reference at the end of the line.
-_LEADER = re.compile(r"(?:\.\s?){4,}\s*\S{0,12}$")
+# A dot leader (". . . .", "....", "……", "····") then what ends the line: a page label
+# ("19 some_function . . . . 23"), not a quotation's closing mark ("negotiations......").
+_LEADER = re.compile(r"(?:(?:\.\s?){4,}|(?:…\s?){2,}|(?:·\s?){4,})\s*(\S{1,12})$")
 # A line that is only a page number: "12", "- 12 -", "[xii]", "Page 12", "12 of 40", "12/40".
 _PAGE_NUMBER = re.compile(
     r"^(?:page\s+)?[-–—(\[]?\s*(?:\d{1,5}|[ivxlcdm]{1,8})\s*[-–—)\]]?(?:\s*(?:of|/)\s*\d{1,5})?$", re.I
@@ -78,15 +81,14 @@ def clean(pages: list[Page]) -> list[str]:
         One text per page, in order ("" for a page left without text): lines separated by "\\n",
         a heading by a blank line before and after it.
 
-    >>> pages = [Page(n, str(n), f"Guide {n}\\nThe manip-\\nulation of MAX_\\nLENGTH.\\nInstall\\nRun it.") for n in (1, 2, 3)]
-    >>> clean(pages)[0]
-    'The manipulation of MAX_LENGTH.\\n\\nInstall\\n\\nRun it.'
+    >>> clean([Page(1, "1", "The manip-\\nulation of MAX_\\nLENGTH.\\nInstall\\nRun it.\\n1")])
+    ['The manipulation\\nof MAX_LENGTH.\\n\\nInstall\\n\\nRun it.']
     """
     lines = [[" ".join(line.translate(_LIGATURES).split()) for line in page.text.split("\n")] for page in pages]
     lines = [[line for line in page if line] for page in lines]
     _drop_furniture(pages, lines)
     labels = {page.label.lower() for page in pages} | {str(page.number) for page in pages}
-    lines = [[] if _is_reference_page(page, labels) else [x for x in page if not _LEADER.search(x)] for page in lines]
+    lines = [[] if _is_reference_page(page, labels) else [x for x in page if not _is_leader(x, labels)] for page in lines]
     _join_split_words(lines)
     return [_set_headings_apart(page, _full_length(lines)) for page in lines]
 
@@ -131,13 +133,22 @@ def _drop_furniture(pages: list[Page], lines: list[list[str]]) -> None:
 
 
 def _is_reference_page(lines: list[str], labels: set[str]) -> bool:
-    """A contents or index page: most of its lines end in one of the document's page labels."""
-    ending = 0
+    """A contents or index page: most of its lines end in one of the document's page labels,
+    and there are enough of them (fewer will do when they have dot leaders, which body text never has)."""
+    ending = leaders = 0
     for line in lines:
         last = re.split(r"[\s,]+", line.rstrip(" ."))[-1].lower()
         last = re.split(r"[-–]", last)[-1]  # a range of pages: "12–14"
         ending += last in labels and len(line) > len(last)
-    return ending >= MIN_REFERENCE_LINES and ending >= REFERENCE_SHARE * len(lines)
+        leaders += _is_leader(line, labels)
+    enough = ending >= MIN_REFERENCE_LINES or leaders >= MIN_LEADER_LINES
+    return enough and ending >= REFERENCE_SHARE * len(lines)
+
+
+def _is_leader(line: str, labels: set[str]) -> bool:
+    """A contents or index line: a dot leader, then one of the document's page labels."""
+    match = _LEADER.search(line)
+    return match is not None and match.group(1).lower() in labels
 
 
 def _join_split_words(pages: list[list[str]]) -> None:
@@ -149,17 +160,14 @@ def _join_split_words(pages: list[list[str]]) -> None:
         line, following = pages[p][n], pages[q][m]
         if not line or not following:
             continue
-        if re.search(r"[^\W\d_]-$", line) and not line.endswith("--"):
-            head = re.search(r"[^\W\d_]+(?:-[^\W\d_]+)*-$", line).group(0)[:-1]
-            tail_match = re.match(r"[^\W\d_]+", following)
-            if tail_match is None:  # "x86-" / "64": a compound; join as written
-                joined = line
-            else:
-                tail = tail_match.group(0)
-                # A hyphen is part of the word only when the document writes it so elsewhere and
-                # never solid; a typesetter's hyphen ("manip-ulation") is the common case.
-                compound = known[f"{head}-{tail}".lower()] > 0 and known[f"{head}{tail}".lower()] == 0
-                joined = line if compound or tail[0].isupper() else line[:-1]
+        if re.search(r"\w-$", line) and not line.endswith("--") and re.match(r"\w", following):
+            head = re.search(r"[^\W\d_]*-$", line).group(0)[:-1]
+            tail = re.match(r"[^\W\d_]*", following).group(0)
+            # A hyphen is part of the word only when the document writes it so elsewhere and
+            # never solid ("well-known"), or joins a capital or a digit ("Brest-Litovsk",
+            # "x86-64"); a typesetter's hyphen ("manip-ulation") is the common case.
+            compound = known[f"{head}-{tail}".lower()] > 0 and known[f"{head}{tail}".lower()] == 0
+            joined = line[:-1] if head and tail and tail[0].islower() and not compound else line
         elif re.search(r"\w_$", line) and re.match(r"\w", following):
             joined = line
         else:
