@@ -3,7 +3,8 @@
     python -m eval.pdf_extractors FOLDER [--out eval/out/pdf-extractors.json]
 
 For every PDF in FOLDER and every extractor installed (pypdf, pypdfium2, pdfplumber), it times
-reading every page's text (best of two runs, so the first run's imports and caches do not count)
+reading every page's text (a quick read is timed twice and the best kept, so the first run's
+imports and caches do not count)
 and scores the text without any ground truth:
 
 - unknown: the share of lower-case words (3+ letters) not in the system word list
@@ -12,8 +13,9 @@ and scores the text without any ground truth:
   extractor reads alike add the same to each, so only the differences matter.
 - glued: words of 25+ letters per 1,000 words (two or more words run together).
 
-Then, for the library rag uses, it counts what rag.formats.pdf leaves in the stored text: line-end
-hyphenations, table-of-contents leader lines, and lines repeated at the top or bottom of pages.
+Then it counts, in PDFium's text and in the text rag.formats.pdf stores from it, the words
+hyphenated at a line end and the table-of-contents leader lines, and the lines each holds (the
+difference: running heads, page numbers, contents and index pages dropped, split words joined).
 The figures are the ones quoted beside the choice in rag/formats.py.
 """
 from __future__ import annotations
@@ -81,30 +83,79 @@ def quality(pages: list[str], vocabulary: set[str]) -> dict:
     }
 
 
+# A read faster than this is timed again and the best kept (the first pays for imports and caches).
+RETIME_BELOW_SECONDS = 5.0
+
+
 def timed(read, path: Path) -> tuple[list[str], float]:
-    best = float("inf")
-    pages: list[str] = []
-    for _ in range(2):
+    started = time.perf_counter()
+    pages = read(path)
+    best = time.perf_counter() - started
+    if best < RETIME_BELOW_SECONDS:
         started = time.perf_counter()
         pages = read(path)
         best = min(best, time.perf_counter() - started)
     return pages, best
 
 
+_HYPHENATED = re.compile(r"[^\W\d_]-\n[a-z]")  # "manip-" at a line end, "ulation" on the next
+_LEADER_LINE = re.compile(r"(?:\.\s?){4,}\s*\w{1,8}$")  # "19 some_function . . . . 23"
+
+
 def leftovers(path: Path) -> dict:
-    """What rag.formats.pdf leaves in the stored text of `path`."""
+    """Line-end hyphenations and dot-leader lines in the text PDFium gives (its hyphen marks put
+    back as line ends) and in the text rag.formats.pdf stores; lines it dropped in all."""
+    import pypdfium2
+
     from rag.formats import pdf
 
-    raw_pages = read_pypdf(path) if "pypdf" in available() else []
-    text = pdf(path.read_bytes(), name=path.name).text
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    document = pypdfium2.PdfDocument(path)
+    raw = "\n".join(
+        page.get_textpage().get_text_range().replace("\r\n", "\n").replace("\ufffe", "-\n") for page in document
+    )
+    document.close()
+    stored = pdf(path.read_bytes(), name=path.name).text
+
+    def lines(text: str) -> list[str]:
+        return [line.strip() for line in text.split("\n") if line.strip()]
+
     return {
-        "hyphenated_line_ends": len(re.findall(r"[a-z]-\n[a-z]", text)),
-        "leader_lines": sum(1 for line in lines if re.search(r"(?:\.\s?){4,}\s*\S+$", line)),
-        "raw_leader_lines": sum(
-            1 for page in raw_pages for line in page.split("\n") if re.search(r"(?:\.\s?){4,}\s*\S+$", line.strip())
-        ),
-        "chars": len(text),
+        **reference_shares(path),
+        "hyphenated_before": len(_HYPHENATED.findall(raw)),
+        "hyphenated_after": len(_HYPHENATED.findall(stored)),
+        "leaders_before": sum(1 for line in lines(raw) if _LEADER_LINE.search(line)),
+        "leaders_after": sum(1 for line in lines(stored) if _LEADER_LINE.search(line)),
+        "lines_before": len(lines(raw)),
+        "lines_after": len(lines(stored)),
+    }
+
+
+def reference_shares(path: Path) -> dict:
+    """How rag.pdftext tells contents and index pages from the body: the share of a page's lines
+    that end in a page label, lowest on the pages it drops, highest on the pages it keeps."""
+    import pypdfium2
+
+    from rag import pdftext
+    from rag.formats import _clean
+
+    document = pypdfium2.PdfDocument(path)
+    pages = [
+        pdftext.Page(i + 1, document.get_page_label(i) or str(i + 1),
+                     _clean(document[i].get_textpage().get_text_range().replace("\ufffe", "-\n")))
+        for i in range(len(document))
+    ]
+    document.close()
+    lines = [[line for line in (" ".join(x.split()) for x in page.text.split("\n")) if line] for page in pages]
+    pdftext._drop_furniture(pages, lines)
+    labels = {page.label.lower() for page in pages} | {str(page.number) for page in pages}
+    dropped, kept = [], []
+    for page_lines in filter(None, lines):
+        ending = sum(re.split(r"[-–]", re.split(r"[\s,]+", x.rstrip(" ."))[-1].lower())[-1] in labels for x in page_lines)
+        (dropped if pdftext._is_reference_page(page_lines, labels) else kept).append(ending / len(page_lines))
+    return {
+        "reference_pages": len(dropped),
+        "reference_share_min": round(min(dropped), 2) if dropped else None,
+        "body_share_max": round(max(kept), 2) if kept else None,
     }
 
 
@@ -144,9 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             "median_unknown": round(statistics.median(r["unknown"] for r in ok), 4) if ok else None,
             "median_glued_per_1000": round(statistics.median(r["glued_per_1000"] for r in ok), 2) if ok else None,
         }
-    summary["rag_leftovers"] = {
-        key: sum(r["rag"][key] for r in rows) for key in ("hyphenated_line_ends", "leader_lines", "raw_leader_lines")
-    }
+    counts = [key for key in (rows[0]["rag"] if rows else {}) if "share" not in key]
+    summary["rag_cleaning"] = {key: sum(r["rag"][key] for r in rows) for key in counts}
     print(json.dumps(summary, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"files": rows, "summary": summary}, indent=1), encoding="utf-8")
