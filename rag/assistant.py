@@ -82,7 +82,9 @@ class Assistant:
             recorded = store.read_manifest(index_dir, any_format=True)["sources"]
             sources = [Path(s) for s in recorded if Path(s).is_file()]
             if sources:
-                return cls.build(sources, index_dir=index_dir, progress=progress)
+                # Each read as it was, so a file indexed with `--as text` stays readable.
+                read_as = {s: r["format"] for s, r in recorded.items() if r.get("format")}
+                return cls.build(sources, index_dir=index_dir, progress=progress, read_as=read_as)
         return cls.build([SAMPLE_DOCUMENT], index_dir=index_dir, progress=progress)
 
     @classmethod
@@ -95,10 +97,13 @@ class Assistant:
         chunking: ChunkSettings = ChunkSettings(),
         progress: Progress = False,
         max_file_bytes: int = MAX_FILE_BYTES,
+        read_as: str | dict[str, str] | None = None,
     ) -> "Assistant":
         """Index files and folders into `index_dir`, re-embedding only what changed.
 
         A file larger than `max_file_bytes` (default 50 MB) is skipped, from its size alone.
+        `read_as` reads the named files as that format whatever their extension ("text", …;
+        see rag.documents.collect); a file without an extension is read as text if it is text.
         `progress`: True draws a bar with passages/s on stderr while embedding; a callable is
         told (done, total, seconds) instead (see `rag.embedding.Embedder.encode`).
 
@@ -120,7 +125,7 @@ class Assistant:
         if not paths:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        collected = collect(paths, max_bytes=max_file_bytes)
+        collected = collect(paths, max_bytes=max_file_bytes, read_as=read_as)
         if not collected.documents:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(
@@ -313,6 +318,9 @@ class Assistant:
     def status(self, *, verify: bool = False) -> dict:
         """What is indexed: documents, passages, model, index type, size, when, and what is stale.
 
+        `sources` lists each indexed document: its file name and path, format, passages, size
+        in bytes and when it was indexed (`indexed_at`: its passages were last made then).
+
         `stale` names sources changed ("a.txt") or gone ("a.txt (missing)") since indexing, and
         supported files in the indexed folders that the index does not hold ("b.txt (not
         indexed)": new, or skipped by the last build). `verify` also hashes every index file.
@@ -332,6 +340,18 @@ class Assistant:
             "updated_at": manifest["updated_at"],
             "bytes_on_disk": size,
             "stale": _stale_sources(self._data) + _unindexed_files(manifest),
+            # Each indexed document: a file without an extension shows by its name like any other.
+            "sources": [
+                {
+                    "name": Path(path).name,
+                    "path": path,
+                    "format": record.format,
+                    "passages": record.passages,
+                    "bytes": record.size,
+                    "indexed_at": record.indexed_at,
+                }
+                for path, record in sorted(self._data.sources.items(), key=lambda item: (Path(item[0]).name, item[0]))
+            ],
         }
         if verify:
             status["verified_files"] = store.verify(self.index_dir)
@@ -430,6 +450,7 @@ def _update(
         cursor += len(fresh[source])
     sources: dict[str, SourceRecord] = {}
     texts: dict[str, str] = {}
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     for source in sorted(new_by_source):
         document = new_by_source[source]
         if source in fresh:
@@ -453,6 +474,7 @@ def _update(
             passages=len(source_passages),
             format=document.format,
             text=text_name,
+            indexed_at=now if source in fresh else old_sources[source].indexed_at,
         )
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
     if progress is True:  # the bar has finished; a large index takes minutes more to write

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import RagError
-from .settings import ENV_INDEX_DIR, ENV_MODEL, ENV_PAUSE_EMBEDDING, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
+from .settings import ENV_INDEX_DIR, ENV_MODEL, ENV_PAUSE_EMBEDDING, FORMAT_NAMES, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
 
 EPILOG = f"""environment:
   {ENV_INDEX_DIR}   index folder used when --index is not given (default: index/default, the bundled sample)
@@ -58,8 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
     index = commands.add_parser("index", help="index files and folders (only changed files are re-embedded)")
-    index.add_argument("paths", nargs="+", metavar="PATH", help=f"files or folders ({', '.join(SUPPORTED_EXTENSIONS)})")
+    index.add_argument(
+        "paths", nargs="+", metavar="PATH",
+        help=f"files or folders ({', '.join(SUPPORTED_EXTENSIONS)}, and text files without an extension)",
+    )
     _index_option(index)
+    index.add_argument(
+        "--as", dest="read_as", choices=FORMAT_NAMES, metavar="FORMAT",
+        help=f"read the named files as FORMAT whatever their extension ({', '.join(FORMAT_NAMES)}), "
+        "e.g. --as text for a .cfg or .log file; files inside named folders keep their own",
+    )
     index.add_argument("--model", help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.add_argument("--progress", action="store_true",
@@ -82,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     _generate_options(chat)
     chat.set_defaults(run=_run_chat)
 
-    status = commands.add_parser("status", help="what is indexed, and what is stale")
+    status = commands.add_parser("status", help="the indexed documents (passages, size, when), and what is stale")
     _index_option(status)
     status.add_argument("--json", action="store_true")
     status.add_argument("--verify", action="store_true",
@@ -205,7 +213,7 @@ def _run_index(args) -> int:
     try:
         assistant = Assistant.build(
             args.paths, index_dir=index_dir, model=args.model, progress=args.progress or sys.stderr.isatty(),
-            max_file_bytes=int(args.max_file_mb * 2**20),
+            max_file_bytes=int(args.max_file_mb * 2**20), read_as=args.read_as,
         )
     except KeyboardInterrupt:
         # The manifest is replaced in one step: either it is the old one, or the build finished.
@@ -336,11 +344,31 @@ def _run_status(args) -> int:
     if "verified_files" in status:
         shown["verified_files"] = f"{status['verified_files']} (every file matches its checksum)"
     for key, value in status.items():
-        print(f"{key:>14}: {shown.get(key, value)}")
+        if key != "sources":
+            print(f"{key:>14}: {shown.get(key, value)}")
+    _print_sources(status["sources"])
     if status["stale"]:
         roots = " ".join(assistant.manifest.get("roots", [])) or "PATH"
         print(f"next: rag index {roots} --index {status['index']}")
     return 0
+
+
+def _print_sources(sources: list[dict]) -> None:
+    """The indexed documents as a table: name, format, passages, size, when indexed."""
+    if not sources:
+        return
+    width = min(max(len(s["name"]) for s in sources), 40)
+    print(f"\n{'document':<{width}}  {'format':<8}  {'passages':>8}  {'size':>9}  indexed")
+    for source in sources:
+        name = source["name"] if len(source["name"]) <= width else source["name"][: width - 1] + "…"
+        when = (source["indexed_at"] or "?").replace("T", " ")[:16]  # to the minute, local time
+        print(f"{name:<{width}}  {source['format']:<8}  {source['passages']:>8,}  {_size(source['bytes']):>9}  {when}")
+
+
+def _size(size: int) -> str:
+    if size < 1000:
+        return f"{size} bytes"
+    return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
 def _run_eval(args) -> int:

@@ -6,11 +6,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from . import formats
 from .errors import DocumentError
-from .settings import FORMATS, MAX_FILE_BYTES, OWN_TEXT_FORMATS, SUPPORTED_EXTENSIONS
+from .settings import FORMAT_NAMES, FORMATS, MAX_FILE_BYTES, OWN_TEXT_FORMATS, SUPPORTED_EXTENSIONS
 from .types import Document
 
 # Bytes sniffed to tell text from binary.
@@ -27,17 +27,32 @@ class Collected:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYTES) -> Collected:
+def collect(
+    paths: Iterable[str | os.PathLike],
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    read_as: str | Mapping[str, str] | None = None,
+) -> Collected:
     """Read every supported file under `paths`.
 
     A path the user named explicitly must be readable: a problem with it raises `DocumentError`.
     A file found inside a folder that cannot be read is skipped and reported in `skipped`, so one
     bad file never stops the rest of the folder from being indexed. A file with the same content
     as one read before it (a copy) is skipped too, so its passages are not indexed twice.
+    A file without an extension is read as plain text if its content is text.
+
+    Args:
+        read_as: read the named files as this format whatever their extension ("text", …; see
+            rag.settings.FORMAT_NAMES), or a {resolved path: format} mapping for some of them.
+            Files inside named folders are read by their extension.
 
     Raises:
-        DocumentError: a named path is missing, unsupported, empty, binary or undecodable.
+        DocumentError: a named path is missing, unsupported, empty, binary or undecodable, or
+            `read_as` names an unknown format.
     """
+    for name in ([read_as] if isinstance(read_as, str) else (read_as or {}).values()):
+        if name not in FORMAT_NAMES:
+            raise DocumentError(f"unknown format {name!r} to read files as; use one of: {', '.join(FORMAT_NAMES)}")
     result = Collected()
     seen: set[str] = set()
     first_with: dict[str, str] = {}  # content sha256 → the source first read with it
@@ -60,15 +75,16 @@ def collect(paths: Iterable[str | os.PathLike], *, max_bytes: int = MAX_FILE_BYT
                 except DocumentError as error:
                     result.skipped.append((str(file), str(error)))
         else:
-            if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-                raise DocumentError(
-                    f"{raw}: unsupported file type {path.suffix or '(none)'!r}; "
-                    f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-                )
             key = str(path.resolve())
+            file_format = read_as if isinstance(read_as, str) else (read_as or {}).get(key)
+            if file_format is None and path.suffix and path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                raise DocumentError(
+                    f"{raw}: unsupported file type {path.suffix!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)} "
+                    "and text files without an extension; `rag index --as text PATH` reads any file as text"
+                )
             if key not in seen:
                 seen.add(key)
-                _add(result, read_document(path, max_bytes=max_bytes), first_with)
+                _add(result, read_document(path, max_bytes=max_bytes, file_format=file_format), first_with)
     return result
 
 
@@ -84,7 +100,8 @@ def _add(result: Collected, document: Document, first_with: dict[str, str]) -> N
 
 
 def walk(folder: Path, *, skipped: list[tuple[str, str]]) -> Iterable[Path]:
-    """Supported files below `folder`, in a stable order, skipping hidden entries.
+    """Supported files below `folder`, in a stable order, skipping hidden entries. A file without
+    an extension is included when its first bytes are text (a program or an image is not).
 
     Symlinked folders are not followed, so a symlink loop cannot recurse forever. A folder that
     cannot be listed (no permission, a path longer than the system allows) goes to `skipped`.
@@ -98,13 +115,29 @@ def walk(folder: Path, *, skipped: list[tuple[str, str]]) -> Iterable[Path]:
     for root, dirs, files in os.walk(folder, followlinks=False, onerror=unlistable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
+            if name.startswith("."):
                 continue
-            yield Path(root) / name
+            suffix = Path(name).suffix.lower()
+            if suffix in SUPPORTED_EXTENSIONS or (not suffix and _looks_like_text(Path(root) / name)):
+                yield Path(root) / name
 
 
-def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
+def _looks_like_text(path: Path) -> bool:
+    """Whether a file's first bytes are text, as `decode` judges them: no NUL byte (except in
+    UTF-16, which starts with its byte-order mark). A file that cannot be read is not text."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return bool(head.strip()) and (b"\x00" not in head or head.startswith((b"\xff\xfe", b"\xfe\xff")))
+
+
+def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES, file_format: str | None = None) -> Document:
     """Read one file as text: decoded (plain text, Markdown) or extracted (PDF, HTML, Word).
+
+    Its format is `file_format` if given, else its extension's; a file without a known
+    extension is read as plain text.
 
     Raises:
         DocumentError: the file is unreadable, empty, too large, binary or undecodable, or
@@ -124,7 +157,7 @@ def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
         raw = path.read_bytes()
     except OSError as error:
         raise DocumentError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
-    file_format = FORMATS.get(path.suffix.lower(), "text")  # `collect` checked the extension
+    file_format = file_format or FORMATS.get(path.suffix.lower(), "text")  # `collect` checked the extension
     encoding = None
     if file_format == "pdf":
         extracted = formats.pdf(raw, name=str(path))

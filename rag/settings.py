@@ -24,6 +24,10 @@ FORMATS = {
     ".pdf": "pdf", ".html": "html", ".htm": "html", ".docx": "docx",
 }
 SUPPORTED_EXTENSIONS = tuple(FORMATS)
+# What `rag index --as FORMAT` may name: a file is read as that format whatever its name.
+FORMAT_NAMES = tuple(sorted(set(FORMATS.values())))
+# A file without an extension ("FAQ", "README", most of a Linux system's documentation) is read
+# as plain text when its content is text (no NUL byte in its first bytes); a binary one is refused.
 # The formats whose text is the file itself (citations' offsets point into the file); the others'
 # text is extracted, and the index keeps it.
 OWN_TEXT_FORMATS = frozenset({"text", "markdown"})

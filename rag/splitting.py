@@ -11,6 +11,7 @@ import hashlib
 import re
 from typing import Iterator
 
+from .locations import Locator
 from .settings import ChunkSettings
 from .types import Document, Passage
 
@@ -60,7 +61,9 @@ def split_document(document: Document, settings: ChunkSettings = ChunkSettings()
     """Cut a document into sentence passages with offsets into `document.text`."""
     text = document.text
     passages: list[Passage] = []
-    for paragraph_number, (p_start, p_end) in enumerate(paragraphs(text)):
+    found = list(paragraphs(text))
+    locate = Locator(document, found)
+    for paragraph_number, (p_start, p_end) in enumerate(found):
         for s_start, s_end in sentences(text, p_start, p_end):
             for start, end in _limit_length(text, s_start, s_end, settings):
                 piece = text[start:end]
@@ -73,7 +76,7 @@ def split_document(document: Document, settings: ChunkSettings = ChunkSettings()
                         text=piece,
                         position=len(passages),
                         paragraph=paragraph_number,
-                        location=document.location(start),
+                        location=locate(start, end),
                     )
                 )
     return passages

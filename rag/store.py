@@ -40,7 +40,11 @@ from .text import Vocabulary
 from .types import Passage
 
 # 2: passages carry their location (page or heading); sources their format and extracted text.
-FORMAT_VERSION = 2
+# 3: PDF text cleaned of headers, footers, contents pages and line-end hyphens (rag.pdftext);
+#    locations name printed page labels, the paragraph under a heading, a plain text's lines;
+#    sources record when they were indexed. An index of an earlier format is rebuilt by
+#    `rag index` (and by the default index on first use); opening it says so.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TEXTS = "texts"  # the folder of extracted texts
 LOCK = ".lock"
@@ -59,6 +63,7 @@ class SourceRecord:
     passages: int
     format: str = "text"  # see rag.settings.FORMATS
     text: str | None = None  # the stored extracted text (`text_name`); None: the file itself is the text
+    indexed_at: str | None = None  # when its passages were made (ISO 8601, local time with offset)
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """The immutable records that flow through the pipeline: documents → passages → hits → answers."""
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 
 
@@ -17,18 +16,9 @@ class Document:
     size: int  # bytes on disk
     encoding: str | None  # the codec `text` was decoded with; None when it was extracted from a binary format
     format: str = "text"  # "text", "markdown", "pdf", "html" or "docx" (see rag.settings.FORMATS)
-    # Where each human location begins, in increasing offset: (offset, "page 3") for a PDF's
-    # pages, (offset, "§ Heading") for headings. Empty when the format has none.
+    # Where each page or heading begins, in increasing offset: (offset, "p. 3") for a PDF's pages,
+    # (offset, "§ Heading") for headings. Empty when the format has none (see rag.locations).
     marks: tuple[tuple[int, str], ...] = ()
-
-    def location(self, offset: int) -> str | None:
-        """The location `offset` falls in: its page, or the nearest heading before it; else None.
-
-        >>> Document("a.pdf", "One.\\n\\nTwo.", "0", 0, None, "pdf", ((0, "page 1"), (6, "page 2"))).location(7)
-        'page 2'
-        """
-        index = bisect_right(self.marks, offset, key=lambda mark: mark[0]) - 1
-        return self.marks[index][1] if index >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -42,7 +32,8 @@ class Passage:
     text: str
     position: int  # index of this passage within its source; neighbours are position ± 1
     paragraph: int  # index of the paragraph within its source
-    location: str | None = None  # "page 3" or "§ Heading" (see Document.location); None if the source has none
+    # Where a person finds it: "p. 3", "§ Heading, ¶ 2" or "lines 4–6" (see rag.locations)
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ class Citation:
     start: int
     end: int
     score: float
-    location: str | None = None  # where a person finds it: "page 3" in a PDF, "§ Heading" under a heading
+    location: str | None = None  # where a person finds it: "p. 3", "§ Heading, ¶ 2", "lines 4–6" (rag.locations)
 
     def to_dict(self) -> dict:
         return asdict(self)

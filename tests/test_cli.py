@@ -17,7 +17,7 @@ import pytest
 import rag
 from rag.settings import SAMPLE_DOCUMENT
 
-from conftest import assert_one_line_error, run_rag
+from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
 
 
 def test_ask_json(sample, tmp_path):
@@ -60,18 +60,23 @@ def test_index_a_folder_reports_and_suggests_the_next_command(tmp_path):
     assert (index_dir / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "binary", "unsupported"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "binary", "unsupported", "binary-without-extension"])
 def test_index_of_a_bad_file_is_a_one_line_error(tmp_path, kind):
     paths = {
         "missing": tmp_path / "missing.txt",
         "empty": tmp_path / "empty.txt",
         "binary": tmp_path / "binary.txt",
         "unsupported": tmp_path / "slides.pptx",
+        "binary-without-extension": tmp_path / "tool",
     }
     paths["empty"].write_bytes(b"")
     paths["binary"].write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)
+    paths["binary-without-extension"].write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)
     paths["unsupported"].write_bytes(b"PK\x03\x04")
-    expected = {"missing": "no such file", "empty": "empty", "binary": "binary", "unsupported": "unsupported file type"}
+    expected = {
+        "missing": "no such file", "empty": "empty", "binary": "binary", "unsupported": "unsupported file type",
+        "binary-without-extension": "looks like a binary file",
+    }
 
     result = run_rag("index", str(paths[kind]), "--index", str(tmp_path / "index"), cwd=tmp_path)
 
@@ -126,3 +131,39 @@ def test_ci_runs_the_readmes_test_command_verbatim_and_it_compiles_nothing():
     assert command in ci.splitlines()
     # ... after CI installed the answer writer, so that its tests run there.
     assert ci.index('".[test,generate]"') < ci.index(command)
+
+
+def test_an_extensionless_text_file_is_indexed_answered_cited_by_line_and_listed_by_status(tmp_path, capsys):
+    from rag.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "FAQ").write_text("Questions about the farm.\n\n" + ORCHARD, encoding="utf-8")
+    (docs / "tool").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)  # a program: passed over
+    config = tmp_path / "gate.cfg"
+    config.write_text("The gate of Alpha Farm opens at six in the morning.\n", encoding="utf-8")
+    index_dir = tmp_path / "index"
+
+    assert main(["index", str(docs), str(config), "--as", "text", "--index", str(index_dir)]) == 0
+    assert "2 added" in capsys.readouterr().out
+
+    assert main(["ask", ORCHARD_QUESTION, "--index", str(index_dir), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["grounded"] and "1920" in answer["answer"]
+    cited = answer["citations"][0]
+    assert Path(cited["source"]).name == "FAQ" and cited["location"] == "line 3"
+    assert (docs / "FAQ").read_text(encoding="utf-8")[cited["start"] : cited["end"]] == cited["text"]
+
+    assert main(["status", "--index", str(index_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"^FAQ +text +4 +\d+ bytes +\d{4}-\d\d-\d\d \d\d:\d\d$", shown, re.M), shown
+    assert re.search(r"^gate\.cfg +text +1 ", shown, re.M), shown
+    assert "tool" not in shown
+
+    assert main(["status", "--index", str(index_dir), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    listed = {s["name"]: s for s in status["sources"]}
+    assert set(listed) == {"FAQ", "gate.cfg"}
+    assert listed["FAQ"]["bytes"] == (docs / "FAQ").stat().st_size and listed["FAQ"]["format"] == "text"
+    assert sum(s["passages"] for s in status["sources"]) == status["passages"]
+    assert all(s["indexed_at"] for s in status["sources"])

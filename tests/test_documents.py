@@ -37,16 +37,48 @@ def test_missing_path_is_refused(tmp_path):
         collect([tmp_path / "missing.txt"])
 
 
-def test_unsupported_extension_is_refused_with_the_supported_list(tmp_path):
+def test_unsupported_extension_is_refused_with_the_supported_list_and_the_way_to_force_text(tmp_path):
     write(tmp_path / "report.odt", b"PK not really")
-    with pytest.raises(DocumentError, match=r"unsupported file type '\.odt'; supported: \.txt, \.md.*\.pdf.*\.docx"):
+    with pytest.raises(
+        DocumentError,
+        match=r"unsupported file type '\.odt'; supported: \.txt, \.md.*\.pdf.*\.docx.*`rag index --as text PATH`",
+    ):
         collect([tmp_path / "report.odt"])
 
 
-def test_file_without_extension_is_refused(tmp_path):
-    write(tmp_path / "README", GOOD_TEXT)
-    with pytest.raises(DocumentError, match=r"unsupported file type '\(none\)'"):
-        collect([tmp_path / "README"])
+def test_a_text_file_without_an_extension_is_read_as_plain_text(tmp_path):
+    path = write(tmp_path / "FAQ", GOOD_TEXT)
+    [document] = collect([path]).documents
+    assert (document.text, document.format, document.encoding) == (GOOD_TEXT, "text", "utf-8")
+
+
+def test_a_binary_file_without_an_extension_is_refused_as_binary(tmp_path):
+    path = write(tmp_path / "tool", b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)
+    with pytest.raises(DocumentError, match=r"tool: looks like a binary file \(NUL bytes\); only text files"):
+        collect([path])
+
+
+def test_a_folder_indexes_its_extensionless_text_files_and_passes_over_binary_ones(tmp_path):
+    write(tmp_path / "docs" / "README", GOOD_TEXT)
+    write(tmp_path / "docs" / "sub" / "FAQ", "Q: Who kept the diary? A: Tobias Wren.\n")
+    write(tmp_path / "docs" / "tool", b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)
+    write(tmp_path / "docs" / "config.cfg", "x = 1\n")  # an unknown extension: not read without --as
+    collected = collect([tmp_path / "docs"])
+    assert sorted(Path(d.source).name for d in collected.documents) == ["FAQ", "README"]
+    assert collected.skipped == []
+
+
+def test_read_as_text_reads_any_named_file_as_text_and_refuses_an_unknown_format(tmp_path):
+    path = write(tmp_path / "server.cfg", "The port is 8080.\n")
+    [document] = collect([path], read_as="text").documents
+    assert (document.text, document.format) == ("The port is 8080.\n", "text")
+    [document] = collect([path], read_as={str(path.resolve()): "markdown"}).documents
+    assert document.format == "markdown"
+    with pytest.raises(DocumentError, match=r"unknown format 'txt' to read files as; use one of: docx, html, markdown"):
+        collect([path], read_as="txt")
+    binary = write(tmp_path / "image.cfg", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(DocumentError, match=r"image\.cfg: looks like a binary file"):
+        collect([binary], read_as="text")
 
 
 @pytest.mark.parametrize("content", [b"", b"   \n\t\r\n  \n"], ids=["empty", "whitespace-only"])

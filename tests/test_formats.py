@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rag.formats
-import rag.types
+import rag.pdftext
 from rag.assistant import Assistant
 from rag.documents import collect, read_document
 from rag.errors import DocumentError, IndexCorruptError
@@ -47,15 +47,70 @@ def latin_1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
+# What the layout of the test PDF adds, which must never reach a passage.
+RUNNING_HEAD = "Brest and after: a short history"
+CONTENTS = [("The road to Brest", 1), ("The Brest treaty", 2), ("Version", 3), ("Limits", 3)]
+VERSION_NOTE = "This is version 0.21 of the history, revised after the archives opened."
+IDENTIFIER_NOTE = "The archive keeps at most MAX_\nLENGTH pages in one box, and the rest in the annex."
+# Words of this many letters or more get a soft hyphen in their middle, so the PDF writer
+# hyphenates them at a line end ("manip-" / "ulation"), as a typesetter does.
+HYPHENATE_FROM = 8
+
+
+def hyphenable(text: str) -> str:
+    def soft(match: re.Match) -> str:
+        word = match.group(0)
+        return word[: len(word) // 2] + "\u00ad" + word[len(word) // 2 :]
+
+    return re.sub(rf"[A-Za-z]{{{HYPHENATE_FROM},}}", soft, text)
+
+
 def write_pdf(path: Path, paragraphs: list[str]) -> Path:
+    """The sample laid out as a printed manual: a title page and a contents page with dot
+    leaders (page labels i, ii), then the body numbered from 1 (page labels), with a running
+    head carrying the page number, a page number in the footer, words hyphenated at line ends,
+    a one-word heading and an identifier broken after "_"."""
     from fpdf import FPDF
 
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
+    class Manual(FPDF):
+        def header(self):
+            if self.page_no() > 2:  # the body: its printed number is its place after the front matter
+                self.set_font("Helvetica", size=9)
+                self.cell(0, 8, f"{RUNNING_HEAD}    {self.page_no() - 2}", align="R")
+                self.ln(12)
+
+        def footer(self):
+            self.set_y(-15)
+            self.set_font("Helvetica", size=9)
+            printed = self.page_no() - 2 if self.page_no() > 2 else "i" * self.page_no()
+            self.cell(0, 10, str(printed), align="C")
+
+    pdf = Manual()
     pdf.add_page()
-    for paragraph in paragraphs:
-        pdf.multi_cell(0, 6, latin_1(paragraph))
+    pdf.set_page_label("r")
+    pdf.set_font("Helvetica", size=20)
+    pdf.multi_cell(0, 12, latin_1(paragraphs[0]))
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=14)
+    pdf.cell(0, 10, "Contents")
+    pdf.ln(12)
+    pdf.set_font("Helvetica", size=12)
+    for number, (title, page) in enumerate(CONTENTS, 1):
+        pdf.cell(0, 8, f"{number} {title} " + ". " * 30 + str(page))
+        pdf.ln(8)
+    pdf.add_page()
+    pdf.set_page_label("D", label_start=1)
+    for paragraph in paragraphs[1:]:
+        pdf.set_font("Helvetica", size=12)
+        pdf.multi_cell(0, 6, hyphenable(latin_1(paragraph)))
         pdf.ln(4)
+    pdf.set_font("Helvetica", style="B", size=14)
+    pdf.cell(0, 8, "Version")
+    pdf.ln(10)
+    pdf.set_font("Helvetica", size=12)
+    pdf.multi_cell(0, 6, VERSION_NOTE)
+    pdf.ln(4)
+    pdf.multi_cell(0, 6, IDENTIFIER_NOTE)
     pdf.output(str(path))
     return path
 
@@ -150,11 +205,24 @@ def single(made, mixed, tmp_path_factory) -> dict[str, Assistant]:
     return assistants
 
 
-def pdf_pages(path: Path) -> list[str]:
-    """Each page's text as pypdf extracts it, independently of the library."""
+def pdf_pages(path: Path) -> tuple[list[str], list[str]]:
+    """Each page's text and printed label as pypdf reads them, independently of the library."""
     from pypdf import PdfReader
 
-    return [page.extract_text() or "" for page in PdfReader(path).pages]
+    reader = PdfReader(path)
+    return [page.extract_text() or "" for page in reader.pages], list(reader.page_labels)
+
+
+def letters(text: str) -> str:
+    """Only letters and digits: compares texts whatever their line breaks and hyphens."""
+    return re.sub(r"[\W_]", "", text.replace("\u00ad", ""))
+
+
+def page_of(location: str) -> tuple[str, int]:
+    """("21", 24) from "p. 21 (PDF page 24)"; ("7", 7) from "p. 7"."""
+    match = re.fullmatch(r"p\. (\S+)(?: \(PDF page (\d+)\))?", location)
+    assert match, location
+    return match.group(1), int(match.group(2) or match.group(1))
 
 
 # -- building a folder of mixed formats ---------------------------------------------------------
@@ -196,25 +264,31 @@ def test_each_format_alone_answers_the_flagship_question_citing_its_page_or_sect
     for citation in answer.citations:
         assert_location_is_right(assistant, citation)
     if kind == "pdf":
-        assert re.fullmatch(r"page \d+", cited[0].location)
+        # The body is printed from 1 after two pages of front matter: the label, then the place.
+        label, number = page_of(cited[0].location)
+        assert number == int(label) + 2
     else:
-        assert cited[0].location == f"§ {SECTION}"
+        assert re.fullmatch(rf"§ {SECTION}, ¶ \d+", cited[0].location)
 
 
 def assert_location_is_right(assistant: Assistant, citation) -> None:
-    """A PDF citation names the page pypdf finds its text on; an HTML or Word one the heading
-    last seen before it in the extracted text."""
+    """A PDF citation names the printed label of the page pypdf finds its text on, and that
+    page; an HTML or Word one the heading last seen before it and its paragraph under it."""
     text = assistant.source_text(citation.source)
     assert text[citation.start : citation.end] == citation.text
     if citation.source.endswith(".pdf"):
-        number = int(citation.location.removeprefix("page "))
-        pages = pdf_pages(Path(citation.source))
-        assert citation.text in pages[number - 1], (citation.location, citation.text)
+        label, number = page_of(citation.location)
+        pages, labels = pdf_pages(Path(citation.source))
+        assert labels[number - 1] == label
+        assert letters(citation.text)[:40] in letters(pages[number - 1]), (citation.location, citation.text)
     else:
         before = text[: citation.start]
         headings = [h for h in (sample_paragraphs()[0], SECTION) if h in before]
         last = max(headings, key=before.rindex)
-        assert citation.location == f"§ {last}"
+        under = before[before.rindex(last) + len(last) :]
+        # Paragraphs under the heading before the citation, and the citation's own when it starts one.
+        paragraph = len([block for block in under.split("\n\n") if block.strip()]) + under.endswith("\n\n")
+        assert citation.location == f"§ {last}, ¶ {paragraph}", (citation.location, citation.text)
 
 
 def test_every_citation_and_passage_slices_back_verbatim_from_the_stored_text(mixed, single):
@@ -278,7 +352,7 @@ def test_the_ui_sources_panel_shows_the_section_and_the_extracted_context(single
 
     answer = single["html"].ask(FLAGSHIP)
     panel = render_sources(answer, single["html"])
-    assert f"· § {SECTION} ·" in panel
+    assert f"· § {SECTION}, ¶ " in panel
     # The context around the cited sentence comes from the extracted text, not the HTML markup.
     assert "<mark>" in panel and "&lt;p&gt;" not in panel and "In February 1918, Germany launched" in panel
 
@@ -361,14 +435,66 @@ def test_an_html_page_without_visible_text_is_refused(tmp_path):
         read_document(path)
 
 
-def test_pdf_pages_are_marked_where_each_page_begins(made):
+def test_pdf_pages_are_marked_with_their_printed_labels_where_each_page_begins(made):
     document = read_document(made["pdf"])
-    pages = [" ".join(p.split()) for p in pdf_pages(made["pdf"])]
-    assert len(pages) >= 3  # the sample fills several pages
-    assert [label for _, label in document.marks] == [f"page {n}" for n in range(1, len(pages) + 1)]
+    pages, labels = pdf_pages(made["pdf"])
+    assert len(pages) >= 5 and labels[:3] == ["i", "ii", "1"]  # the sample fills several body pages
+    # The contents page (ii) is left out: it has no passage to point at.
+    expected = ["p. i (PDF page 1)"] + [f"p. {n - 2} (PDF page {n})" for n in range(3, len(pages) + 1)]
+    assert [label for _, label in document.marks] == expected
     for (offset, label), following in zip(document.marks, [*document.marks[1:], (len(document.text), "")]):
-        number = int(label.removeprefix("page "))
-        assert " ".join(document.text[offset : following[0]].split()) == pages[number - 1]
+        _, number = page_of(label)
+        page_text = document.text[offset : following[0]]
+        # The page's first words are those pypdf finds on that page (its running head aside).
+        assert letters(page_text)[:30] in letters(pages[number - 1]), (label, page_text[:80])
+
+
+def test_no_passage_of_a_laid_out_pdf_holds_what_the_layout_added(single, made):
+    """Running heads, page numbers, the contents page's dot leaders, words hyphenated at a line
+    end and a heading fused into the next sentence never reach a passage."""
+    assistant = single["pdf"]
+    passages = [p.text for p in assistant.passages]
+    stored = assistant.source_text(str(made["pdf"].resolve()))
+    for text in passages:
+        assert RUNNING_HEAD not in text
+        assert not re.search(r"(?:\. ){4,}", text), text  # the contents page's dot leaders
+        assert not re.search(r"[^\W\d_]-\s+[a-z]", text), text  # "manip- ulation"
+        assert not re.fullmatch(r"[ivx\d]+", text), text  # a page number
+        assert "Contents" not in text
+    assert "Version" in passages and not any(t.startswith("Version This") for t in passages)
+    assert VERSION_NOTE in passages
+    assert "keeps at most MAX_LENGTH" in stored and "MAX_\n" not in stored
+    # Every word the writer hyphenated at a line end is whole again.
+    words = set(re.findall(r"[A-Za-z]+", latin_1(" ".join(sample_paragraphs()))))
+    hyphenated = [w for w in words if len(w) >= HYPHENATE_FROM]
+    assert hyphenated and all(re.search(rf"\b{w}\b", stored) for w in hyphenated), [
+        w for w in hyphenated if not re.search(rf"\b{w}\b", stored)
+    ]
+
+
+def test_cleaning_joins_hyphenated_words_keeps_real_compounds_and_drops_only_page_furniture():
+    from rag.pdftext import Page, clean
+
+    body = [
+        "A well-known method is the manip-\nulation of text by a well-",
+        "known typesetter, who writes at most\nMAX_\nLENGTH lines.\nArguments\nNone are needed here.",
+        "The cross-page word manip-",
+        "ulation ends here.\nArguments\nThe last page says so.",
+    ]
+    pages = [
+        Page(n + 3, str(n + 1), f"Manual of style {n + 1}\n{text}\n{n + 1}") for n, text in enumerate(body)
+    ]
+    contents = Page(1, "i", "Contents\n" + "\n".join(f"{n} Part {n} . . . . . . {n}" for n in range(1, 7)))
+    index = Page(2, "ii", "Index\n" + "\n".join(f"word{n}, {n}, {n + 1}" for n in range(1, 7)))
+
+    cleaned = clean([contents, index, *pages])
+
+    assert cleaned[:2] == ["", ""]  # the contents and index pages
+    assert cleaned[2] == "A well-known method is the manipulation\nof text by a well-known"
+    assert cleaned[3].startswith("typesetter, who writes at most\nMAX_LENGTH\nlines.\n\nArguments\n\nNone")
+    assert cleaned[4] == "The cross-page word manipulation"
+    assert cleaned[5].startswith("ends here.")
+    assert not any("Manual of style" in page or re.search(r"\n\d+$", page) for page in cleaned)
 
 
 def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_path):
@@ -381,17 +507,19 @@ def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_p
     document = read_document(path)
     assert document.text == text
     locations = {p.text: p.location for p in split_document(document)}
-    assert locations["Intro line."] is None
-    assert locations["Signed in March 1918."] == "§ The Brest treaty"
-    assert locations["Abrogated in November."] == "§ Later"
+    assert locations["Intro line."] == "¶ 1"  # the metadata block is not a paragraph a reader sees
+    assert locations["# The Brest treaty"] == "§ The Brest treaty"
+    assert locations["Signed in March 1918."] == "§ The Brest treaty, ¶ 1"
+    assert locations["# not a heading"] == "§ The Brest treaty, ¶ 2"  # a code block is a paragraph
+    assert locations["Abrogated in November."] == "§ Later, ¶ 1"
 
 
-def test_plain_text_has_no_location_and_no_stored_text(mixed, made):
+def test_plain_text_passages_are_located_by_line_and_no_text_is_stored(mixed, made):
     source = str(made["txt"].resolve())
     assert mixed.manifest["sources"][source]["text"] is None
     passages = [p for p in mixed.passages if p.source == source]
     assert [p.text for p in passages] == LIGHTHOUSE.strip().split("\r\n")
-    assert all(p.location is None for p in passages)
+    assert [p.location for p in passages] == ["line 1", "line 2"]
     assert mixed.source_text(source) == LIGHTHOUSE  # the file as decoded, its \r\n kept
 
 
@@ -415,11 +543,12 @@ def test_docx_headings_and_tables_are_read_in_document_order(tmp_path):
         "Treaties\n\nThe first treaty was signed in March.\nIt was abrogated in November.\n\n"
         "Treaty | Year\n\nBrest-Litovsk | 1918\n\nAftermath\n\nThe army was rebuilt."
     )
-    assert read.location(read.text.index("1918")) == "§ Treaties"
-    assert read.location(read.text.index("army")) == "§ Aftermath"
+    locations = {p.text: p.location for p in split_document(read)}
+    assert locations["Brest-Litovsk | 1918"] == "§ Treaties, ¶ 3"
+    assert locations["The army was rebuilt."] == "§ Aftermath, ¶ 1"
 
 
-@pytest.mark.parametrize("module", [rag.formats, rag.types], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [rag.formats, rag.pdftext], ids=lambda m: m.__name__)
 def test_docstring_examples_hold(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
