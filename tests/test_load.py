@@ -34,6 +34,11 @@ RETRY_AFTER = 0.2
 # Memory may grow a little (caches, allocator arenas); a leak of a few KB per request over the
 # thousands made here would pass 200 MB. A behaviour check, not a measurement.
 MAX_RSS_GROWTH_MB = 200
+# A pause in the answers longer than this many p95 latencies is a stall. With two answered at a
+# time and eight waiting, answers normally arrive every half latency or so; three p95s leaves room
+# for a slow spell of a shared machine. (It was "an answer in every tenth of the minute", which
+# failed on a loaded machine whose first answers took 9 s: a test of the machine's speed.)
+STALL_LATENCIES = 3
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 STARTUP_TIMEOUT = 300  # loading torch and the model on a busy 2-core machine
 
@@ -192,9 +197,12 @@ def test_sixteen_clients_for_a_minute_keep_getting_right_answers_with_flat_memor
 
     assert not errors, errors[:5]
     assert not wrong, wrong[:3]
-    # It kept answering to the end: answers in every tenth of the run, the last one included.
-    tenths = {int(10 * t / duration) for t in finished_at}
-    assert tenths >= set(range(10)), sorted(tenths)
+    # It kept answering to the end: from the first answer on, no pause between two answers (or
+    # after the last, up to the end of the run) was longer than STALL_LATENCIES answer latencies.
+    # In the machine's own units: a loaded machine answers slower, a stalled server stops.
+    marks = sorted(finished_at) + [duration]
+    longest_pause = max(later - earlier for earlier, later in zip(marks, marks[1:]))
+    assert longest_pause < STALL_LATENCIES * p95, (round(longest_pause, 1), report)
     assert rss_end - rss_start < MAX_RSS_GROWTH_MB, report["server_rss_mb"]
     # The queue is bounded: a burst beyond it is refused at once with "Queue is full", never
     # left to pile up; what was accepted is answered.
