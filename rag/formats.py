@@ -59,10 +59,11 @@ def pdf(raw: bytes, *, name: str) -> Extracted:
     with _PDFIUM:
         try:
             document = pypdfium2.PdfDocument(raw)
-        except pypdfium2.PdfiumError as error:
-            if "password" in str(error).lower():
+        # As below: whatever a damaged file makes the reader raise refuses this file only.
+        except Exception as error:  # noqa: BLE001
+            if "password" in str(error).lower():  # PDFium: "Failed to load document (PDFium: Incorrect password error)."
                 raise DocumentError(f"{name}: the PDF is encrypted; save an unprotected copy and index that") from None
-            raise DocumentError(f"{name}: not a readable PDF ({error})") from None
+            raise DocumentError(f"{name}: not a readable PDF ({type(error).__name__}: {error})") from None
         try:
             for index in range(len(document)):
                 page = document[index]
