@@ -1,6 +1,6 @@
 """Which library reads a PDF's text layer best: speed and quality on a folder of real PDFs.
 
-    python -m eval.pdf_extractors FOLDER [--out eval/out/pdf-extractors.json]
+    python -m eval.pdf_extractors FOLDER [--out eval/out/pdf-extractors.json] [--extractors pypdfium2,pypdf]
 
 For every PDF in FOLDER and every extractor installed (pypdf, pypdfium2, pdfplumber), it times
 reading every page's text (a quick read is timed twice and the best kept, so the first run's
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--out", type=Path, default=Path("eval/out/pdf-extractors.json"))
+    parser.add_argument("--extractors", help=f"comma-separated subset of {', '.join(EXTRACTORS)} (default: those installed)")
     args = parser.parse_args(argv)
     if not WORD_LIST.is_file():
         print(f"needs the word list {WORD_LIST}: apt-get install wamerican", file=sys.stderr)
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary = {w.strip() for w in WORD_LIST.read_text(encoding="utf-8", errors="replace").split("\n")}
     vocabulary |= {w.lower() for w in vocabulary}
     extractors = available()
+    if args.extractors:
+        extractors = {name: read for name, read in extractors.items() if name in args.extractors.split(",")}
     files = sorted(args.folder.glob("*.pdf"))
     rows = []
     for path in files:

@@ -36,11 +36,18 @@ class Extracted:
 # -- PDF ---------------------------------------------------------------------------------------
 
 # The PDF reader is PDFium (pypdfium2), chosen on 14 real manuals from Debian packages (R's FAQ,
-# data, intro; bzip2, camlidl, DocBook XSL, fontconfig, libtasn1, live-manual, nettle, ReportLab,
-# shared-mime-info, SISCone, Valgrind: 1,361 pages), measured by `python -m eval.pdf_extractors`:
-#   pypdfium2    ... pages/s, unknown words ...  (ligatures spelled out, line-end hyphens marked)
-#   pypdf        ... pages/s, unknown words ...  (keeps "ﬁ" ligatures: "identiﬁes" is not found by "identifies")
-#   pdfplumber   ... pages/s, unknown words ...  (glues words: "alltherest(libraries,on-linehelpsystem")
+# data and intro; bzip2, camlidl, DocBook XSL, fontconfig, libtasn1, live-manual, nettle,
+# ReportLab, shared-mime-info, SISCone, Valgrind: 1,476 pages), measured in one run by
+# `python -m eval.pdf_extractors FOLDER` on this 2-core machine while it was busy (other work
+# took most of it, so the speeds are ratios, not absolutes):
+#                 pages/s   unknown words (median)   words glued together per 1,000 (median)
+#   pypdfium2      47.8          0.086                    0.0   ligatures spelled out; best or equal on 13 of 14
+#   pypdf           3.5          0.093                    0.0   keeps "ﬁ" ligatures ("identiﬁes" is not "identifies")
+#   pdfplumber      0.9          0.161                    5.2   glues words ("alltherest(libraries,on-linehelpsystem")
+# ("unknown": lower-case words not in /usr/share/dict/words; see eval/pdf_extractors.py.) PDFium
+# also reads the page labels and marks line-end hyphens. The cleaning (rag.pdftext) then left 0 of
+# the 1,660 line-end hyphenations and 0 of the 2,738 dot-leader lines, and dropped 80 contents
+# and index pages.
 # PDFium is not thread-safe: one PDF is read at a time.
 _PDFIUM = threading.Lock()
 
@@ -59,10 +66,11 @@ def pdf(raw: bytes, *, name: str) -> Extracted:
     with _PDFIUM:
         try:
             document = pypdfium2.PdfDocument(raw)
-        except pypdfium2.PdfiumError as error:
-            if "password" in str(error).lower():
+        # As below: whatever a damaged file makes the reader raise refuses this file only.
+        except Exception as error:  # noqa: BLE001
+            if "password" in str(error).lower():  # PDFium: "Failed to load document (PDFium: Incorrect password error)."
                 raise DocumentError(f"{name}: the PDF is encrypted; save an unprotected copy and index that") from None
-            raise DocumentError(f"{name}: not a readable PDF ({error})") from None
+            raise DocumentError(f"{name}: not a readable PDF ({type(error).__name__}: {error})") from None
         try:
             for index in range(len(document)):
                 page = document[index]

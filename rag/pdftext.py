@@ -35,9 +35,9 @@ EDGE_LINES = 3
 # page's own number ("Chapter 2: R Basics 5") needs only two.
 REPEATED_ON_PAGES = 3
 # A page is a contents or index page when at least this share of its lines, and at least
-# MIN_REFERENCE_LINES of them, end in one of the document's page labels: measured on the
-# contents pages of the R, libtasn1, nettle and Valgrind manuals (0.8-1.0 of their lines) and
-# their body pages (under 0.1).
+# MIN_REFERENCE_LINES of them, end in one of the document's page labels. On the 14 manuals of
+# `python -m eval.pdf_extractors` the contents and index pages have 0.55-1.0 of their lines so;
+# body pages at most 0.25 in most, up to 0.67 on short pages of a few lines (hence the minimum).
 REFERENCE_SHARE = 0.5
 MIN_REFERENCE_LINES = 5
 # ... or at least this many of them have dot leaders ("2 Install . . . . 4"): a short contents.
@@ -155,11 +155,13 @@ def _join_split_words(pages: list[list[str]]) -> None:
     """Join words hyphenated at a line end and identifiers split after "_", across pages too."""
     text = "\n".join(line for page in pages for line in page)
     known = Counter(w.lower() for w in _WORD.findall(text))
-    where = [(p, n) for p, page in enumerate(pages) for n in range(len(page))]
-    for (p, n), (q, m) in zip(where, where[1:]):
-        line, following = pages[p][n], pages[q][m]
-        if not line or not following:
+    previous = None  # (page, line) of the last line left with text
+    for q, m in [(q, m) for q, page in enumerate(pages) for m in range(len(page))]:
+        if previous is None:
+            previous = (q, m)
             continue
+        (p, n), previous = previous, (q, m)
+        line, following = pages[p][n], pages[q][m]
         if re.search(r"\w-$", line) and not line.endswith("--") and re.match(r"\w", following):
             head = re.search(r"[^\W\d_]*-$", line).group(0)[:-1]
             tail = re.match(r"[^\W\d_]*", following).group(0)
@@ -175,6 +177,8 @@ def _join_split_words(pages: list[list[str]]) -> None:
         word = following.split(" ", 1)
         pages[p][n] = joined + word[0]
         pages[q][m] = word[1] if len(word) > 1 else ""
+        if not pages[q][m]:  # the whole line moved up: the joined line meets the next one
+            previous = (p, n)
     for page in pages:
         page[:] = [line for line in page if line]
 

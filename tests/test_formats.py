@@ -495,6 +495,10 @@ def test_cleaning_joins_hyphenated_words_keeps_real_compounds_and_drops_only_pag
     assert cleaned[4] == "The cross-page word manipulation"
     assert cleaned[5].startswith("ends here.")
     assert not any("Manual of style" in page or re.search(r"\n\d+$", page) for page in cleaned)
+    # A line that is one long token moves up whole; the line it ended with is joined in turn.
+    assert clean([Page(1, "1", "See the x.y.long-\nname.of.one.param-\neter here.")]) == [
+        "See the x.y.longname.of.one.parameter\nhere."
+    ]
 
 
 def test_markdown_passages_carry_their_heading_and_the_text_stays_the_file(tmp_path):
