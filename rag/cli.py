@@ -134,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="largest synthetic collection for the search-scaling table (10k, 100k, ... up to N)")
     bench.add_argument("--ann-sweep", action="store_true",
                        help="instead: exact vs IVF search by collection size, to choose the ANN threshold")
+    bench.add_argument("--ray", action="store_true",
+                       help="instead: ingestion on a local 1- and 2-node Ray cluster, rag serve latency and shard "
+                       "updates, as ratios (the cluster extra; as root it runs in a loopback-only network namespace)")
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -415,6 +418,18 @@ def _run_serve(args) -> int:
 def _run_bench(args) -> int:
     from eval.bench import run_bench
 
+    if args.ray:
+        import subprocess
+
+        from eval.bench_ray import in_namespace_command, run_ray_bench
+
+        out = Path(args.out).with_name("bench-ray.json").resolve()
+        command = in_namespace_command(out)
+        if command is None:  # not root: Ray will bind this machine's network address
+            print("rag: bench --ray runs Ray on this machine's network address (no network namespace without root)",
+                  file=sys.stderr)
+            return run_ray_bench(out=out)
+        return subprocess.run(command).returncode
     if args.ann_sweep:
         from eval.bench import run_ann_sweep
 

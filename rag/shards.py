@@ -19,10 +19,13 @@ across shards). BM25 scores each shard with its own statistics, as Elasticsearch
 default, but that ranks one index's passages differently when a shard holds few documents: on
 4 SQuAD articles in 3 shards (60 questions) the top-10 overlap with one index was 0.815, and
 0.975 with corpus-wide idf (`pytest tests/test_shards.py -k squad -s` prints both).
-So, like Elasticsearch's `dfs_query_then_fetch`, each query term's score is rescaled by the
-corpus-wide idf over the shard's idf (`CORPUS_IDF`); what remains of the difference is each
-shard's own average passage length. The answerer weighs question words by the same corpus-wide
-document frequencies, summed over the shards, so it sees one collection.
+So, like Elasticsearch's `dfs_query_then_fetch`, each shard scores with the collection's
+statistics (`CORPUS_STATISTICS`): a stored BM25 score is idf * tf / (tf + k1 (1 - b + b dl/avgdl)),
+so from the shard's idf and average length the term frequency is recovered (a whole number) and
+the score recomputed with the collection's idf and average length: exactly one index's score.
+With corpus idf alone the overlap was 0.975; 4 of 14 answers on 2 SQuAD articles still differed
+from one index's through the fused ranking. The answerer weighs question words by the same
+corpus-wide document frequencies, summed over the shards, so it sees one collection.
 """
 from __future__ import annotations
 
@@ -55,9 +58,9 @@ SHARD_PREFIX = "shard-"
 # More shards than this only multiplies small files and per-question fan-out on one machine;
 # at 100 million passages, 256 shards hold ~400,000 passages each (see README, Beyond one machine).
 MAX_SHARDS = 256
-# BM25 with corpus-wide idf (True) or each shard's own (False, Elasticsearch's default); see the
-# module docstring for the overlap each reached.
-CORPUS_IDF = True
+# BM25 with the collection's idf and average passage length (True) or each shard's own (False,
+# Elasticsearch's default); see the module docstring for what each reached.
+CORPUS_STATISTICS = True
 
 
 def lucene_idf(df: int, n: int) -> float:
@@ -229,16 +232,26 @@ class ShardSearcher:
     def __init__(self, data: store.IndexData):
         self.data = data
 
+    @functools.cached_property
+    def lengths(self) -> np.ndarray:
+        """Each passage's length in BM25 terms, as bm25s counted it when indexing (computed on
+        first use: a shard does not store it)."""
+        from .text import terms
+
+        return np.array([len(terms(p.text)) for p in self.data.passages], dtype=np.float64)
+
     def candidates(
-        self, query_terms: list[str], vector: np.ndarray | None, depth: int, mode: str, idf: dict[str, float] | None = None
+        self, query_terms: list[str], vector: np.ndarray | None, depth: int, mode: str,
+        idf: dict[str, float] | None = None, average_length: float | None = None,
     ) -> dict:
         """The shard's `depth` best passages by each retriever, as local passage numbers.
 
         Args:
             query_terms: stemmed BM25 terms, already matched against the whole collection's vocabulary.
             vector: the question's unit embedding (None in "bm25" mode).
-            idf: corpus-wide idf of the query terms; each term's BM25 score is rescaled from the
-                shard's idf to it. None scores with the shard's own statistics.
+            idf, average_length: the collection's idf of the query terms and average passage
+                length, which BM25 then scores with (see the module docstring); None scores with
+                the shard's own statistics.
 
         Returns:
             {"dense": [(i, score)...], "lexical": [(i, score)...], "dense_of": {i: score}}, where
@@ -256,13 +269,7 @@ class ShardSearcher:
         if mode in ("hybrid", "bm25"):
             known = [t for t in query_terms if t in self.data.bm25.vocab_dict]
             if known and idf is not None:
-                bm25, n = self.data.bm25, len(self.data.passages)
-                indptr = bm25.scores["indptr"]
-                scores = np.zeros(n, dtype=np.float32)
-                for term in known:
-                    column = bm25.vocab_dict[term]
-                    own = lucene_idf(int(indptr[column + 1] - indptr[column]), n)
-                    scores += bm25.get_scores([term]) * np.float32(idf[term] / own)
+                scores = self._collection_scores(known, idf, average_length)
             elif known:
                 scores = self.data.bm25.get_scores(known)
             if known:
@@ -274,24 +281,49 @@ class ShardSearcher:
         return out
 
 
+    def _collection_scores(self, known: list[str], idf: dict[str, float], average_length: float) -> np.ndarray:
+        """BM25 scores of every passage of this shard as one index of the whole collection gives them."""
+        bm25, n = self.data.bm25, len(self.data.passages)
+        indptr = np.asarray(bm25.scores["indptr"])
+        lengths = self.lengths
+        own_norm = bm25.k1 * (1 - bm25.b + bm25.b * lengths / lengths.mean())
+        norm = bm25.k1 * (1 - bm25.b + bm25.b * lengths / average_length)
+        scores = np.zeros(n, dtype=np.float64)
+        for term in known:
+            column = bm25.vocab_dict[term]
+            own_idf = lucene_idf(int(indptr[column + 1] - indptr[column]), n)
+            stored = np.asarray(bm25.get_scores([term]), dtype=np.float64)
+            rows = np.nonzero(stored)[0]
+            share = stored[rows] / own_idf  # tf / (tf + own_norm)
+            tf = np.rint(own_norm[rows] * share / (1 - share))
+            scores[rows] += idf[term] * tf / (tf + norm[rows])
+        return scores
+
+
 # Asks every shard for its candidates: in process by default; rag.cluster.serve passes one that
 # asks the shards' Ray Serve deployments at once.
-FanOut = Callable[[list[str], "np.ndarray | None", int, str, "dict | None"], list[dict]]
+FanOut = Callable[[list[str], "np.ndarray | None", int, str, "dict | None", "float | None"], list[dict]]
 
 
 class ShardedRetriever(Retriever):
     """Hybrid retrieval over all shards, with `Retriever.search`'s fusion over the merged lists."""
 
-    def __init__(self, index: ShardedIndexData, fan_out: FanOut | None = None, *, corpus_idf: bool = CORPUS_IDF):
+    def __init__(self, index: ShardedIndexData, fan_out: FanOut | None = None, *, corpus_statistics: bool = CORPUS_STATISTICS):
         super().__init__(index)
-        self.corpus_idf = corpus_idf
+        self.corpus_statistics = corpus_statistics
         self._searchers = [ShardSearcher(shard) for shard in index.shards]
         self._fan_out = fan_out or self._local
         self._dense_of: dict[int, float] = {}
         self._lexical_cache: tuple | None = None
 
-    def _local(self, query_terms, vector, depth, mode, idf) -> list[dict]:
-        return [s.candidates(query_terms, vector, depth, mode, idf) for s in self._searchers]
+    def _local(self, query_terms, vector, depth, mode, idf, average_length) -> list[dict]:
+        return [s.candidates(query_terms, vector, depth, mode, idf, average_length) for s in self._searchers]
+
+    @functools.cached_property
+    def average_length(self) -> float:
+        """The collection's average passage length in BM25 terms."""
+        lengths = [s.lengths for s in self._searchers]
+        return float(sum(x.sum() for x in lengths) / max(1, sum(len(x) for x in lengths)))
 
     def search(self, query, query_vector, *, k=10, mode="hybrid"):
         vocabulary = self.index.vocabulary
@@ -303,13 +335,14 @@ class ShardedRetriever(Retriever):
         from .retrieval import CANDIDATES
 
         depth = min(CANDIDATES, len(self.index.passages))  # as Retriever.search caps it
-        idf = None
-        if self.corpus_idf:
+        idf = average_length = None
+        if self.corpus_statistics and mode in ("hybrid", "bm25"):
+            average_length = self.average_length
             statistics, n = self.index.bm25, len(self.index.passages)
             indptr = statistics.scores["indptr"]
             columns = [(t, statistics.vocab_dict[t]) for t in query_terms if t in statistics.vocab_dict]
             idf = {t: lucene_idf(int(indptr[c + 1] - indptr[c]), n) for t, c in columns}
-        answers = self._fan_out(query_terms, query_vector, depth, mode, idf)
+        answers = self._fan_out(query_terms, query_vector, depth, mode, idf, average_length)
         dense, lexical, dense_of = {}, {}, {}
         for offset, answer in zip(self.index.offsets, answers):
             dense.update((offset + i, s) for i, s in answer["dense"])

@@ -157,7 +157,7 @@ def test_rag_index_shards_then_ask(tmp_path):
 
 def test_bm25_top_10_overlaps_one_index_on_squad(tmp_path):
     """BM25 over shards against one index, on SQuAD articles: measured with each shard's own
-    statistics (reported) and with corpus-wide idf (the default, asserted)."""
+    statistics (reported) and with the collection's (the default, asserted)."""
     if not SQUAD.is_file():
         pytest.skip(f"needs SQuAD at ../shared/data/{SQUAD.name} (outside the repository)")
     from eval.squad import load_articles, write_documents
@@ -166,7 +166,7 @@ def test_bm25_top_10_overlaps_one_index_on_squad(tmp_path):
     write_documents(articles, tmp_path / "docs")
     single = Assistant.build([tmp_path / "docs"], index_dir=tmp_path / "single")
     sharded = Assistant.build([tmp_path / "docs"], index_dir=tmp_path / "sharded", shards=3)
-    own_statistics = sharding.ShardedRetriever(sharding.load(tmp_path / "sharded"), corpus_idf=False)
+    own_statistics = sharding.ShardedRetriever(sharding.load(tmp_path / "sharded"), corpus_statistics=False)
     overlaps, own_overlaps = [], []
     for question in [q.text for a in articles for q in a.questions]:
         one = {h.passage.id for h in single.search(question, k=10, mode="bm25")}
@@ -178,7 +178,7 @@ def test_bm25_top_10_overlaps_one_index_on_squad(tmp_path):
         assert [h.passage.id for h in sharded.search(question, k=10, mode="dense")] == dense_one
     overlap, own_overlap = sum(overlaps) / len(overlaps), sum(own_overlaps) / len(own_overlaps)
     print(f"\nBM25 top-10 overlap with one index, 3 shards, {len(overlaps)} SQuAD questions: "
-          f"corpus idf {overlap:.3f}, each shard's statistics {own_overlap:.3f}")
+          f"collection statistics {overlap:.3f}, each shard's statistics {own_overlap:.3f}")
     assert overlap >= 0.95
 
 
