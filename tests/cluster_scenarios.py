@@ -57,8 +57,8 @@ def documents(workdir: Path, articles: int) -> tuple[Path, list[str]]:
 
 def main(workdir: Path) -> dict:
     import ray
-    from ray.cluster_utils import Cluster
 
+    from eval.bench_ray import add_node, start_local_cluster
     from rag import shards as sharding
     from rag.assistant import Assistant
 
@@ -68,9 +68,8 @@ def main(workdir: Path) -> dict:
     single = Assistant.build([docs], index_dir=workdir / "single")
 
     started = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    worker = cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    cluster = start_local_cluster(1)
+    worker = add_node(cluster)
     report["cluster_up_seconds"] = round(time.perf_counter() - started, 1)
     address = cluster.address
     report["address"] = address
@@ -135,8 +134,7 @@ def main(workdir: Path) -> dict:
             report["finished_same_answers"] = all(fresh.ask(q).to_dict() == now.ask(q).to_dict() for q in questions)
         else:  # the previous index answers for the previous documents: it is intact
             report["previous_opens"] = sharding.load(workdir / "sharded").manifest["generation"]
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
+        add_node(cluster)
         rebuilt = rag("index", str(docs), "--index", str(workdir / "sharded"), "--ray", address, cwd=workdir)
         report["rebuild_returncode"], report["rebuild_stderr"] = rebuilt.returncode, rebuilt.stderr[-1000:]
         single = Assistant.build([docs], index_dir=workdir / "single")
