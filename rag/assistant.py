@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from . import shards as sharding
 from . import store
 from .answering import CANDIDATES, Answerer
 from .documents import collect
@@ -27,6 +28,7 @@ from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
     from .conversation import Conversation
+    from .remote import RemoteAssistant
 
 # Longer questions are refused: no real question is this long, and embedding cost grows with it.
 MAX_QUESTION_CHARS = 2000
@@ -62,7 +64,8 @@ class Assistant:
         self.index_dir = index_dir
         self._data = data
         self._embedder = embedder
-        self._retriever = Retriever(data)
+        # A sharded index searches every shard and merges (rag.shards).
+        self._retriever = sharding.ShardedRetriever(data) if isinstance(data, sharding.ShardedIndexData) else Retriever(data)
         self._answerer = Answerer(data)
         self.last_build = report
         self.generator = None  # writes fluent answers when set: see `with_generator`
@@ -98,6 +101,9 @@ class Assistant:
         progress: Progress = False,
         max_file_bytes: int = MAX_FILE_BYTES,
         read_as: str | dict[str, str] | None = None,
+        shards: int | None = None,
+        ray: str | None = None,
+        workers: int | None = None,
     ) -> "Assistant":
         """Index files and folders into `index_dir`, re-embedding only what changed.
 
@@ -114,14 +120,23 @@ class Assistant:
         are (re-)embedded, files no longer there are dropped, unchanged ones are reused as they
         are. A different model or chunking setting rebuilds the whole index.
 
+        `shards` splits the index into that many shards (see rag.shards): a change rewrites only
+        the shards holding changed sources. An existing sharded index stays sharded (None keeps
+        its shard count). `ray` (a Ray address, e.g. "auto" or "127.0.0.1:6379", the `cluster`
+        extra) embeds on the cluster with Ray Data on `workers` actors (default: one per node)
+        and writes the shards as Ray tasks (see rag.cluster.ingest); it implies a sharded index.
+
         Raises:
             DocumentError: a named path is missing or unreadable, or no document could be read.
             IndexLockedError: another process is writing this index.
+            ConfigError: a bad shard or worker count, or Ray is not installed or not reachable.
         """
         started = time.perf_counter()
         if isinstance(paths, (str, Path)):  # one path, not an iterable of its characters
             paths = [paths]
         paths = [Path(p) for p in paths]
+        if shards is not None:
+            sharding.check_shards(shards)
         if not paths:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
@@ -145,8 +160,12 @@ class Assistant:
         }
         report = BuildReport(skipped=collected.skipped)
         with store.lock(index_dir):
-            previous = _load_previous(index_dir, settings, report)
-            data = _update(index_dir, previous, collected.documents, embedder, settings, chunking, report, progress)
+            if shards is not None or ray is not None or sharding.is_sharded(index_dir):
+                data = _update_sharded(index_dir, collected.documents, embedder, settings, chunking, report, progress,
+                                       shards=shards, ray=ray, workers=workers)
+            else:
+                previous = _load_previous(index_dir, settings, report)
+                data = _update(index_dir, previous, collected.documents, embedder, settings, chunking, report, progress)
         report.passages = len(data.passages)
         report.seconds = time.perf_counter() - started
         return cls(index_dir, data, embedder, report)
@@ -164,10 +183,12 @@ class Assistant:
             IndexStaleError: a source changed or disappeared since it was indexed.
         """
         index_dir = Path(index_dir)
-        embedder = Embedder(store.read_manifest(index_dir)["model"])
+        sharded = sharding.is_sharded(index_dir)
+        manifest = sharding.read_manifest(index_dir) if sharded else store.read_manifest(index_dir)
+        embedder = Embedder(manifest["model"])
         if not stale_ok:  # (`status` opens with stale_ok and asks nothing)
             embedder.preload_questions()  # in the background, while the index is read
-        data = store.load(index_dir)
+        data = sharding.load(index_dir) if sharded else store.load(index_dir)
         stale = [] if stale_ok else _stale_sources(data)
         if stale:
             raise IndexStaleError(
@@ -175,6 +196,18 @@ class Assistant:
                 f"changed since indexing; update it with `rag index PATH --index {index_dir}`"
             )
         return cls(index_dir, data, embedder)
+
+    @staticmethod
+    def remote(url: str) -> "RemoteAssistant":
+        """An assistant that asks the `rag serve` server at `url` (see rag.remote): its `ask`
+        returns the `Answer` a local one gives, through HTTP; nothing is loaded here.
+
+        >>> Assistant.remote("http://127.0.0.1:8000").url
+        'http://127.0.0.1:8000'
+        """
+        from .remote import RemoteAssistant
+
+        return RemoteAssistant(url)
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -354,7 +387,8 @@ class Assistant:
             ],
         }
         if verify:
-            status["verified_files"] = store.verify(self.index_dir)
+            verify_files = sharding.verify if isinstance(self._data, sharding.ShardedIndexData) else store.verify
+            status["verified_files"] = verify_files(self.index_dir)
         return status
 
 
@@ -493,6 +527,21 @@ def _update(
     )
     report.written = True
     return data
+
+
+def _update_sharded(index_dir, documents, embedder, settings, chunking, report, progress, *, shards, ray, workers):
+    """Build or update a sharded index, embedding here or on a Ray cluster (rag.cluster.ingest)."""
+    if ray is None:
+        embed, writer = (lambda texts, shown: embedder.encode(texts, progress=shown)), sharding.write_locally
+    else:
+        from .cluster.ingest import ray_backend
+
+        embed, writer = ray_backend(ray, model=embedder.model_name, workers=workers)
+    return sharding.build(
+        index_dir, documents, shards=shards or (None if sharding.is_sharded(index_dir) else 1), settings=settings,
+        chunking=chunking, report=report, progress=progress, embed=embed, dimension=lambda: embedder.dimension,
+        writer=writer,
+    )
 
 
 def _unindexed_files(manifest: dict) -> list[str]:

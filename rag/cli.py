@@ -76,12 +76,19 @@ def _parser() -> argparse.ArgumentParser:
         "--max-file-mb", type=_positive_mb, default=MAX_FILE_BYTES // 2**20, metavar="N",
         help=f"skip files larger than N MB (default: {MAX_FILE_BYTES // 2**20}; embedding 50 MB takes hours on a CPU)",
     )
+    index.add_argument("--shards", type=int, metavar="S",
+                       help="split the index into S shards; a change rewrites only the shards it touches")
+    index.add_argument("--ray", metavar="ADDRESS",
+                       help="embed on a Ray cluster (e.g. auto, 127.0.0.1:6379) and write shards as Ray tasks "
+                       "(pip install 'rag-assistant[cluster]'); the index folder must be reachable by every node")
+    index.add_argument("--workers", type=int, metavar="N", help="with --ray: embedding actors (default: one per node)")
     index.set_defaults(run=_run_index)
 
     ask = commands.add_parser("ask", help="answer a question from the indexed documents")
     ask.add_argument("question")
     _index_option(ask)
     ask.add_argument("--json", action="store_true", help='print {"answer", "grounded", "citations": [...]}')
+    ask.add_argument("--server", metavar="URL", help="ask a `rag serve` server (e.g. http://127.0.0.1:8000) instead of a local index")
     _generate_options(ask)
     ask.set_defaults(run=_run_ask)
 
@@ -121,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
     _generate_options(ui)
     ui.set_defaults(run=_run_ui)
 
+    serve = commands.add_parser(
+        "serve", help="serve an index over HTTP with Ray Serve (POST /ask; pip install 'rag-assistant[cluster]')")
+    _index_option(serve)
+    serve.add_argument("--ray", metavar="ADDRESS", help="a running Ray cluster (default: start Ray on this machine)")
+    serve.add_argument("--replicas", type=int, default=1, metavar="R", help="replicas of the embedding and of each shard's searcher (default: 1)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    serve.set_defaults(run=_run_serve)
+
     bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
     bench.add_argument("--out", default="eval/out/bench.json", help="where to write the JSON results")
     bench.add_argument("--passages", type=int, default=10000,
@@ -129,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: exact vs IVF search by collection size, to choose the ANN threshold")
     bench.add_argument("--cold", action="store_true",
                        help='instead: a cold `rag ask` vs `python -c "import rag"` and vs the torch question path')
+    bench.add_argument("--ray", action="store_true",
+                       help="instead: ingestion on a local 1- and 2-node Ray cluster, rag serve latency and shard "
+                       "updates, as ratios (the cluster extra; as root it runs in a loopback-only network namespace)")
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -214,6 +233,7 @@ def _run_index(args) -> int:
         assistant = Assistant.build(
             args.paths, index_dir=index_dir, model=args.model, progress=args.progress or sys.stderr.isatty(),
             max_file_bytes=int(args.max_file_mb * 2**20), read_as=args.read_as,
+            shards=args.shards, ray=args.ray, workers=args.workers,
         )
     except KeyboardInterrupt:
         # The manifest is replaced in one step: either it is the old one, or the build finished.
@@ -251,6 +271,17 @@ def _run_ask(args) -> int:
     from .assistant import clean_question
 
     clean_question(args.question)  # refuse a bad question before loading anything
+    if args.server:
+        from .remote import RemoteAssistant
+
+        if args.generate or args.generate_url or args.index:
+            raise RagError("--server answers with the server's index and reader; drop --index and --generate")
+        remote = RemoteAssistant(args.server)
+        if args.json:  # exactly what the server sent, which is what `rag ask --json` prints
+            print(json.dumps(remote.ask_json(args.question), ensure_ascii=False, indent=2))
+            return 0
+        _print_answer(remote.ask(args.question), full=True)
+        return 0
     generator = _generator(args)
     assistant = _assistant(args).with_generator(generator)
     if args.json or generator is None:
@@ -400,9 +431,38 @@ def _run_ui(args) -> int:
     return serve(args.index, host=args.host, port=args.port, generator=_generator(args))
 
 
+def _run_serve(args) -> int:
+    from .cluster.serve import serve_index
+    from .settings import default_index_dir
+
+    index_dir = Path(args.index) if args.index else default_index_dir()
+
+    def ready(url: str) -> None:
+        print(f"serving {index_dir} at {url}/ask (POST {{\"question\": ...}}); Ctrl-C stops", flush=True)
+        print(f'next: rag ask "your question" --server {url}', flush=True)
+
+    try:
+        serve_index(str(index_dir), address=args.ray, replicas=args.replicas, host=args.host, port=args.port, ready=ready)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def _run_bench(args) -> int:
     from eval.bench import run_bench
 
+    if args.ray:
+        import subprocess
+
+        from eval.bench_ray import in_namespace_command, run_ray_bench
+
+        out = Path(args.out).with_name("bench-ray.json").resolve()
+        command = in_namespace_command(out)
+        if command is None:  # not root: Ray will bind this machine's network address
+            print("rag: bench --ray runs Ray on this machine's network address (no network namespace without root)",
+                  file=sys.stderr)
+            return run_ray_bench(out=out)
+        return subprocess.run(command).returncode
     if args.ann_sweep:
         from eval.bench import run_ann_sweep
 

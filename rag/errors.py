@@ -32,3 +32,7 @@ class QuestionError(RagError):
 
 class ConfigError(RagError):
     """A setting is invalid: an unknown model path, a bad chunk size."""
+
+
+class ClusterError(RagError):
+    """A Ray cluster could not be reached, or work on it failed (the previous index is kept)."""

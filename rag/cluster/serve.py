@@ -1,0 +1,195 @@
+"""Serving on Ray: `rag serve`, a Ray Serve application over a (sharded) index.
+
+Deployments:
+
+- `Embedding`: the model, embedding questions (one replica per `--replicas`);
+- `ShardSearch`, one per shard with R replicas: each opens its own shard folder and returns that
+  shard's dense and BM25 candidates (rag.shards.ShardSearcher);
+- `Front`, the HTTP ingress: `POST /ask {"question": ...}` embeds the question, asks every shard
+  at once, merges the candidates exactly as an in-process sharded index does
+  (rag.shards.ShardedRetriever) and runs the reader on top; it answers with the JSON of
+  `Answer.to_dict()`, the shape `rag ask --json` prints, so `rag ask --server URL` and
+  `Assistant.remote(URL)` give the answers a local `rag ask` gives.
+
+The HTTP proxy binds 127.0.0.1 unless `--host` says otherwise, as `rag ui` does.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ClusterError, RagError
+from . import connect
+
+# CPU each replica reserves. Searching one shard and reading one answer are light next to the
+# model's forward pass, so they take a tenth of a CPU each; on the tests' two 1-CPU nodes the
+# embedding (half a CPU), the front and 2 shards x 2 replicas all fit with room left.
+EMBEDDING_CPUS = 0.5
+SEARCH_CPUS = 0.1
+FRONT_CPUS = 0.1
+APP_NAME = "rag"
+
+
+class _RemoteEmbedder:
+    """The Embedder interface `Assistant` uses, answered by the Embedding deployment."""
+
+    def __init__(self, handle, model_name: str, dimension: int):
+        self._handle = handle
+        self.model_name = model_name
+        self.dimension = dimension
+
+    def encode(self, texts: list[str], *, progress=False) -> np.ndarray:
+        return np.asarray(self._handle.encode.remote(list(texts)).result(), dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+
+def _shard_records(index_dir: Path) -> list[dict]:
+    """The shards to serve: a sharded index's, or a plain index as its only shard."""
+    from .. import shards as sharding
+
+    if sharding.is_sharded(index_dir):
+        return sharding.written_shards(sharding.read_manifest(index_dir))
+    return [{"folder": ".", "manifest_sha256": None}]
+
+
+def _load_shard(index_dir: Path, record: dict):
+    from .. import shards as sharding
+    from .. import store
+
+    if record["folder"] == ".":
+        return store.load(index_dir)
+    return sharding.load_shard(index_dir, record)
+
+
+def build_app(index_dir: str, *, replicas: int = 1):
+    """The Ray Serve application (not yet running) over the index at `index_dir`."""
+    from ray import serve
+
+    from .. import store
+
+    index_path = Path(index_dir)
+    records = _shard_records(index_path)
+    model = store.read_manifest(index_path, any_format=True)["model"]
+
+    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": EMBEDDING_CPUS})
+    class Embedding:
+        def __init__(self, model_name: str):
+            from rag.embedding import Embedder
+
+            self.embedder = Embedder(model_name)
+            self.embedder.model  # loaded before the replica reports ready  # noqa: B018
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return self.embedder.encode(texts)
+
+    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": SEARCH_CPUS})
+    class ShardSearch:
+        def __init__(self, index: str, record: dict):
+            from rag.shards import ShardSearcher
+
+            self.searcher = ShardSearcher(_load_shard(Path(index), record))
+
+        def candidates(self, query_terms, vector, depth, mode, idf, average_length) -> dict:
+            return self.searcher.candidates(query_terms, vector, depth, mode, idf, average_length)
+
+    @serve.deployment(ray_actor_options={"num_cpus": FRONT_CPUS})
+    class Front:
+        def __init__(self, index: str, embedding, searchers: list):
+            from rag import shards as sharding
+            from rag.assistant import Assistant
+
+            path = Path(index)
+            if sharding.is_sharded(path):
+                data = sharding.load(path)
+            else:
+                plain = _load_shard(path, {"folder": "."})
+                data = sharding.ShardedIndexData(manifest=plain.manifest, shards=[plain])
+            embedder = _RemoteEmbedder(embedding, data.manifest["model"], data.manifest["dimension"])
+            self.assistant = Assistant(path, data, embedder)
+
+            def fan_out(query_terms, vector, depth, mode, idf, average_length):
+                # Every shard is asked before any answer is awaited: the shards search at once.
+                pending = [s.candidates.remote(query_terms, vector, depth, mode, idf, average_length) for s in searchers]
+                return [response.result() for response in pending]
+
+            self.assistant._retriever = sharding.ShardedRetriever(data, fan_out=fan_out)
+
+        async def __call__(self, request):
+            from starlette.responses import JSONResponse
+
+            if request.url.path.rstrip("/") != "/ask" or request.method != "POST":
+                return JSONResponse({"error": "POST /ask with {\"question\": \"...\"}"}, status_code=404)
+            try:
+                body = await request.json()
+                question = body["question"]
+            except (ValueError, KeyError, TypeError):
+                return JSONResponse({"error": "the body must be JSON: {\"question\": \"...\"}"}, status_code=400)
+            try:
+                # The reader and the handles' blocking calls run off the event loop.
+                answer = await asyncio.to_thread(self.assistant.ask, question)
+            except RagError as error:
+                return JSONResponse({"error": str(error)}, status_code=400)
+            return JSONResponse(answer.to_dict())
+
+    searchers = [ShardSearch.options(name=f"ShardSearch-{i}").bind(index_dir, r) for i, r in enumerate(records)]
+    return Front.bind(index_dir, Embedding.bind(model), searchers)
+
+
+def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1, host: str = "127.0.0.1",
+                port: int = 8000, ready=None) -> None:
+    """Run `rag serve` until interrupted: connect to (or start) Ray, deploy, print the URL.
+
+    Args:
+        address: a running cluster; None starts Ray on this machine for the server's lifetime.
+        ready: called with the URL once every deployment answers (the CLI prints it).
+
+    Raises:
+        ConfigError: Ray is not installed, or `replicas` is not a positive whole number.
+        ClusterError: the cluster cannot be reached or the application fails to start.
+        IndexNotFoundError, IndexCorruptError: the index cannot be opened.
+    """
+    from ..errors import ConfigError
+
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ConfigError(f"replicas must be a whole number of at least 1, not {replicas!r}")
+    from .. import shards as sharding
+    from .. import store
+
+    path = Path(index_dir).resolve()
+    # Refuse a missing or damaged index here, in one line, before anything starts.
+    (sharding.load if sharding.is_sharded(path) else store.load)(path)
+    if address is None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("Ray is not installed; pip install 'rag-assistant[cluster]'") from None
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    else:
+        ray = connect(address)
+    from ray import serve
+
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_app(str(path), replicas=replicas), name=APP_NAME, route_prefix="/")
+    except RagError:
+        raise
+    except Exception as error:
+        raise ClusterError(f"the server failed to start ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    url = f"http://{host}:{port}"
+    if ready:
+        ready(url)
+    try:
+        import time
+
+        while True:
+            time.sleep(1)
+    finally:
+        serve.delete(APP_NAME)
+        serve.shutdown()
+        ray.shutdown()
+
