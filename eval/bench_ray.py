@@ -193,7 +193,6 @@ def _p50(call, questions: list[str]) -> float:
 
 def _corpus(work: Path) -> tuple[Path, list[str]]:
     from eval.squad import load_articles, write_documents
-
     from rag.settings import SAMPLE_DOCUMENT
 
     docs = work / "docs"

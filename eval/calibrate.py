@@ -34,8 +34,8 @@ from rag.answering import CALIBRATION_FILE, Calibration
 from rag.errors import ConfigError
 from rag.settings import SAMPLE_DOCUMENT
 
-from .questions import DEFAULT_QUESTIONS, load_questions
 from .paths import shared_data
+from .questions import DEFAULT_QUESTIONS, load_questions
 from .squad import load_articles, squad_normalize, write_documents
 
 FEATURES = ("dense", "coverage", "unknown", "unknown_words", "predicate", "typed", "margin")

@@ -47,8 +47,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import shared_data
 from rag import Answer, Assistant, RagError, __version__
+
+from .paths import shared_data
 
 DEFAULT_DATA = shared_data("mtrag", "reference_subset_with_human_evaluations.json")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .extraction import (
     QuestionShape,
     Span,
@@ -45,7 +46,6 @@ from .extraction import (
     starts_with_pronoun,
     unknown_names,
 )
-from .errors import ConfigError
 from .store import IndexData
 from .text import terms
 from .types import Answer, Citation, Hit, Passage

@@ -17,7 +17,12 @@ from .embedding import Embedder, Progress
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
 from .retrieval import MODES, Mode, Retriever
 from .settings import (
-    MAX_FILE_BYTES, OWN_TEXT_FORMATS, SAMPLE_DOCUMENT, SUPPORTED_EXTENSIONS, ChunkSettings, default_index_dir,
+    MAX_FILE_BYTES,
+    OWN_TEXT_FORMATS,
+    SAMPLE_DOCUMENT,
+    SUPPORTED_EXTENSIONS,
+    ChunkSettings,
+    default_index_dir,
     default_model,
 )
 from .splitting import split_document

@@ -36,8 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-
 # Bumped when the export's content or layout changes, so older exports are not reused.
 EXPORT_VERSION = 1
 # The ONNX opset: 17 is the newest the TorchScript exporter of torch 2.13 writes natively for

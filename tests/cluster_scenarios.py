@@ -45,7 +45,6 @@ def rag(*args: str, cwd: Path, timeout: float = COMMAND_TIMEOUT) -> subprocess.C
 
 def documents(workdir: Path, articles: int) -> tuple[Path, list[str]]:
     from eval.squad import load_articles, write_documents
-
     from rag.settings import SAMPLE_DOCUMENT
 
     chosen, _ = load_articles(SQUAD, articles=articles, questions=5)

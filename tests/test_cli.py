@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
 
 import rag
 from rag.settings import SAMPLE_DOCUMENT
-
-from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
 
 
 def test_ask_json(sample, tmp_path):

@@ -6,14 +6,13 @@ and the question path runs the real model (about 20 ms a question), so example c
 """
 from __future__ import annotations
 
+from conftest import assert_verbatim, source_text
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rag.documents import read_document
 from rag.errors import DocumentError, QuestionError
 from rag.splitting import split_document
-
-from conftest import assert_verbatim, source_text
 
 # Characters that make splitting and decoding awkward: sentence ends, quotes, every kind of
 # newline, NUL and other controls, non-Latin scripts, combining marks, emoji, a BOM.

@@ -18,13 +18,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import share_question_models
 
 from rag.errors import ConfigError, RagError
 from rag.generation import HttpGenerator, assemble, streaming, verify
 from rag.generation.prompt import excerpts_for, messages
 from rag.generation.verify import SIMILARITY_MIN, Renumbering, complete_sentences, markers, split_sentences, verify_sentences
-
-from conftest import share_question_models
 
 FLAGSHIP = "When was the Brest peace treaty signed?"
 UNANSWERABLE = "When was the Treaty of Versailles signed?"

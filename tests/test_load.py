@@ -18,13 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 pytest.importorskip("gradio")
-from ui.app import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE  # noqa: E402
-
 from test_ui import CONCURRENT_QUESTIONS  # noqa: E402 - the questions whose answers are known
+
+from ui.app import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE  # noqa: E402
 
 CLIENTS = 16
 SECONDS = 60

@@ -13,13 +13,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ORCHARD_QUESTION, QUESTION_MODELS
 
+from eval.questions import DEFAULT_QUESTIONS, load_questions
 from rag import question_model
 from rag.assistant import Assistant
 from rag.embedding import Embedder
-
-from conftest import ORCHARD_QUESTION, QUESTION_MODELS
-from eval.questions import DEFAULT_QUESTIONS, load_questions
 
 # Sentences of every kind a question can be: short, long past MiniLM's 256-token window (cut
 # there), non-Latin scripts and emoji, stray whitespace, digits and punctuation.

@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error, run_rag, source_text
 
 from rag import store
 from rag.assistant import Assistant
 from rag.documents import collect
 from rag.settings import MAX_FILE_BYTES
-
-from conftest import assert_one_line_error, run_rag, source_text
 
 GOOD = "The Penmorra lighthouse was first lit in 1902. Its keeper, Tobias Wren, kept a diary for forty years.\n"
 GOOD_QUESTION = "Who kept a diary at the Penmorra lighthouse?"

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
 
+from eval.bench import clustered_vectors, nearby_queries
 from rag import store, vectors
 from rag.assistant import Assistant
 from rag.cli import main
 from rag.embedding import CHUNK
 from rag.errors import ConfigError
 from rag.settings import ENV_PAUSE_EMBEDDING
-
-from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
-from eval.bench import clustered_vectors, nearby_queries
-
 
 
 def manifest_of(index_dir: Path) -> dict:

@@ -10,10 +10,9 @@ import secrets
 from pathlib import Path
 
 import pytest
+from conftest import BRIDGE_TEXT, serve_app
 
 from rag.assistant import Assistant
-
-from conftest import BRIDGE_TEXT, serve_app
 
 gr = pytest.importorskip("gradio")
 from test_ui import ANSWER_TIMEOUT_MS, _ask_in_page  # noqa: E402

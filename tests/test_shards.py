@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import BRIDGE_TEXT, COMPANY, ORCHARD, ORCHARD_QUESTION, SAMPLE, run_rag
 
 from rag import shards as sharding
 from rag.assistant import Assistant
 from rag.errors import ConfigError, IndexCorruptError
-
-from conftest import BRIDGE_TEXT, COMPANY, ORCHARD, ORCHARD_QUESTION, SAMPLE, run_rag
 
 REPO = Path(__file__).resolve().parent.parent
 SQUAD = REPO.parent / "shared" / "data" / "squad-v1.1-dev-part-a.json"

@@ -11,12 +11,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from conftest import BRIDGE_TEXT, serve_app, source_text
 from fpdf import FPDF
 
 from rag.assistant import Assistant
 from rag.errors import DocumentError
-
-from conftest import BRIDGE_TEXT, serve_app, source_text
 
 gr = pytest.importorskip("gradio")
 from ui.app import (  # noqa: E402

@@ -16,7 +16,6 @@ The HTTP proxy binds 127.0.0.1 unless `--host` says otherwise, as `rag ui` does.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import numpy as np
