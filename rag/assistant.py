@@ -171,6 +171,10 @@ class Assistant:
             else:
                 previous = _load_previous(index_dir, settings, report)
                 data = _update(index_dir, previous, collected.documents, embedder, settings, chunking, report, progress)
+        if report.embedded:
+            # torch is loaded now (or the passages were embedded on a cluster): export the question
+            # model (once per model) so that no question asked of this index ever needs torch.
+            embedder.question_encoder()
         report.passages = len(data.passages)
         report.seconds = time.perf_counter() - started
         return cls(index_dir, data, embedder, report)
@@ -472,10 +476,6 @@ def _update(
     fresh_texts = [p.text for source in sorted(fresh) for p in fresh[source]]
     fresh_vectors = embedder.encode(fresh_texts, progress=progress)
     report.embedded = len(fresh_texts)
-    if fresh_texts:
-        # torch is loaded now: export the question model (once per model) so that no question
-        # asked of this index ever needs torch.
-        embedder.question_encoder()
     settings = {**settings, "dimension": embedder.dimension if fresh_texts or not previous else previous.manifest["dimension"]}
 
     import numpy as np
