@@ -426,14 +426,14 @@ def passages_to_embed(plans: list[ShardPlan], previous_index_dir: Path | None, p
     from .splitting import split_document
 
     old_sources = (previous or {}).get("sources", {})
+    # All shards' documents in source order, as one index embeds them: the model then sees the
+    # same batches (padding included), so the vectors are bit for bit one index's.
+    documents = sorted((d for shard in plans if shard.touched for d in shard.documents), key=lambda d: d.source)
     texts = []
-    for shard in plans:
-        if not shard.touched:
-            continue
-        for document in shard.documents:
-            old = old_sources.get(document.source)
-            if old is None or old["sha256"] != document.sha256:
-                texts.extend(p.text for p in split_document(document, chunking))
+    for document in documents:
+        old = old_sources.get(document.source)
+        if old is None or old["sha256"] != document.sha256:
+            texts.extend(p.text for p in split_document(document, chunking))
     return texts
 
 

@@ -61,6 +61,11 @@ def main(workdir: Path) -> dict:
     from rag import shards as sharding
     from rag.assistant import Assistant
 
+    import torch
+
+    # The local index is embedded on 1 thread, as each Ray actor is (1 CPU): a matrix product
+    # split over another number of threads may round differently in the last bit.
+    torch.set_num_threads(1)
     report: dict = {}
     docs, questions = documents(workdir, articles=2)
     report["questions"] = len(questions)

@@ -78,11 +78,18 @@ def embed_on_ray(texts: list[str], *, model: str, workers: int, progress=False) 
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the driver draws the one bar a local build draws
     context.print_on_execution_start = False
-    items = [{"row": i, "text": t} for i, t in enumerate(texts)]
+    from rag.embedding import BATCH_SIZE
+
+    # Longest first, as `Embedder.encode` orders them, in batches of whole model batches: each
+    # forward pass then pads the same sentences together as a local build does, so the vectors
+    # equal a local build's.
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    items = [{"row": int(i), "text": texts[i]} for i in order]
     # One block per batch, and at least one batch per actor: Ray Data bundles blocks up to
     # `batch_size` rows into one task, so fewer rows than workers x BATCH_ROWS would otherwise
     # all go to one actor.
-    rows = max(1, min(BATCH_ROWS, -(-len(texts) // workers)))
+    per_actor = -(-len(texts) // workers)
+    rows = max(BATCH_SIZE, min(BATCH_ROWS, -(-per_actor // BATCH_SIZE) * BATCH_SIZE))
     dataset = ray.data.from_items(items, override_num_blocks=-(-len(texts) // rows)).map_batches(
         _EmbedBatch,
         fn_constructor_kwargs={"model": model},

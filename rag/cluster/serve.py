@@ -30,6 +30,9 @@ EMBEDDING_CPUS = 0.5
 SEARCH_CPUS = 0.1
 FRONT_CPUS = 0.1
 APP_NAME = "rag"
+# Starting again once after a replica or controller died while starting (seen once in the cluster
+# tests on a machine loaded 12-fold: "ActorDiedError" from serve.run).
+START_ATTEMPTS = 2
 
 
 class _RemoteEmbedder:
@@ -172,13 +175,18 @@ def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1
         ray = connect(address)
     from ray import serve
 
-    try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(str(path), replicas=replicas), name=APP_NAME, route_prefix="/")
-    except RagError:
-        raise
-    except Exception as error:
-        raise ClusterError(f"the server failed to start ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            serve.run(build_app(str(path), replicas=replicas), name=APP_NAME, route_prefix="/")
+            break
+        except RagError:
+            raise
+        except Exception as error:
+            if attempt == START_ATTEMPTS:
+                raise ClusterError(
+                    f"the server failed to start ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+            serve.shutdown()  # a replica or the controller died while starting: start over once
     url = f"http://{host}:{port}"
     if ready:
         ready(url)
