@@ -112,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument("target", nargs="*", help="empty, or: squad FILE")
-    evaluate.add_argument("--questions", help="JSONL question set (default: eval/questions/sample.jsonl) or, with squad, how many questions")
+    evaluate.add_argument(
+        "--questions", help="JSONL question set (default: eval/questions/sample.jsonl) or, with squad, how many questions"
+    )
     _index_option(evaluate)
     evaluate.add_argument("--out", default="eval/out", help="report folder (default: eval/out)")
     evaluate.add_argument("--articles", type=int, default=None, help="squad: how many articles")
@@ -132,7 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="serve an index over HTTP with Ray Serve (POST /ask; pip install 'rag-assistant[cluster]')")
     _index_option(serve)
     serve.add_argument("--ray", metavar="ADDRESS", help="a running Ray cluster (default: start Ray on this machine)")
-    serve.add_argument("--replicas", type=int, default=1, metavar="R", help="replicas of the embedding and of each shard's searcher (default: 1)")
+    serve.add_argument(
+        "--replicas", type=int, default=1, metavar="R", help="replicas of the embedding and of each shard's searcher (default: 1)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.set_defaults(run=_run_serve)

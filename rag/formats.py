@@ -261,7 +261,7 @@ class _VisibleText(HTMLParser):
 
 
 def _display_none(style: str | None) -> bool:
-    return bool(style) and re.search(r"display\s*:\s*none|visibility\s*:\s*hidden", style, re.I) is not None
+    return style is not None and re.search(r"display\s*:\s*none|visibility\s*:\s*hidden", style, re.I) is not None
 
 
 # -- Markdown ----------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ class Locator:
                 _skip_space(text, end) for end in self._heading_ends if _skip_space(text, end) < len(text)
             }
             # Markdown's metadata block ("---\ntitle: …\n---") is not shown, so it is no paragraph.
-            front = _FRONT_MATTER.match(text).end() if document.format == "markdown" and _FRONT_MATTER.match(text) else 0
+            front_matter = _FRONT_MATTER.match(text) if document.format == "markdown" else None
+            front = front_matter.end() if front_matter else 0
             self._starts = sorted(s for s in starts - set(self._mark_offsets) if s >= front)
 
     def __call__(self, start: int, end: int) -> str | None:

@@ -105,7 +105,8 @@ def _drop_furniture(pages: list[Page], lines: list[list[str]]) -> None:
     inside: Counter[str] = Counter()
     for page, page_lines in zip(pages, lines):
         edge = set(range(min(EDGE_LINES, len(page_lines)))) | set(range(max(0, len(page_lines) - EDGE_LINES), len(page_lines)))
-        seen_edge, seen_inside = set(), set()
+        seen_edge: set[str] = set()
+        seen_inside: set[str] = set()
         for number, line in enumerate(page_lines):
             (seen_edge if number in edge else seen_inside).add(_skeleton(line, page))
         at_edge.update(seen_edge)
@@ -163,8 +164,12 @@ def _join_split_words(pages: list[list[str]]) -> None:
         (p, n), previous = previous, (q, m)
         line, following = pages[p][n], pages[q][m]
         if re.search(r"\w-$", line) and not line.endswith("--") and re.match(r"\w", following):
-            head = re.search(r"[^\W\d_]*-$", line).group(0)[:-1]
-            tail = re.match(r"[^\W\d_]*", following).group(0)
+            head_match = re.search(r"[^\W\d_]*-$", line)
+            tail_match = re.match(r"[^\W\d_]*", following)
+            # Both always match: the line ends in "-", and either pattern may match no letters.
+            assert head_match is not None and tail_match is not None
+            head = head_match.group(0)[:-1]
+            tail = tail_match.group(0)
             # A hyphen is part of the word only when the document writes it so elsewhere and
             # never solid ("well-known"), or joins a capital or a digit ("Brest-Litovsk",
             # "x86-64"); a typesetter's hyphen ("manip-ulation") is the common case.

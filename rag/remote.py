@@ -24,7 +24,7 @@ def answer_from_dict(data: dict) -> Answer:
     return Answer(
         text=data["answer"],
         grounded=data["grounded"],
-        citations=[Citation(**c) for c in data["citations"]],
+        citations=tuple(Citation(**c) for c in data["citations"]),
         query=data.get("query", ""),
         confidence=data.get("confidence", 0.0),
         generated=data.get("generated", False),

@@ -30,6 +30,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,10 @@ from . import vectors as vector_index
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
 from .text import Vocabulary
 from .types import Passage
+
+if TYPE_CHECKING:  # heavy imports, made where they are used
+    import bm25s
+    import faiss
 
 # 2: passages carry their location (page or heading); sources their format and extracted text.
 # 3: PDF text cleaned of headers, footers, contents pages and line-end hyphens (rag.pdftext);
@@ -72,8 +77,8 @@ class IndexData:
 
     manifest: dict
     passages: list[Passage]
-    faiss_index: object  # faiss.Index
-    bm25: object  # bm25s.BM25
+    faiss_index: faiss.Index
+    bm25: bm25s.BM25
 
     @property
     def sources(self) -> dict[str, SourceRecord]:

@@ -27,10 +27,14 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # faiss is imported where it is used: `import rag` stays light
+    import faiss
 
 ENV_ANN_THRESHOLD = "RAG_ANN_THRESHOLD"
 # Collections of at least this many passages get an IVF index. Rule (`rag bench --ann-sweep`):
@@ -106,7 +110,7 @@ def ann_threshold() -> int:
     return value
 
 
-def build(vectors: np.ndarray, *, threshold: int | None = None) -> tuple[object, VectorIndexSpec]:
+def build(vectors: np.ndarray, *, threshold: int | None = None) -> tuple[faiss.Index, VectorIndexSpec]:
     """A FAISS index over unit `vectors` (row i gets id i), exact or IVF by size.
 
     Args:
@@ -122,10 +126,10 @@ def build(vectors: np.ndarray, *, threshold: int | None = None) -> tuple[object,
     n, dimension = vectors.shape
     threshold = ann_threshold() if threshold is None else threshold
     if n < max(threshold, 1):
-        index = faiss.IndexFlatIP(dimension)
+        flat = faiss.IndexFlatIP(dimension)
         if n:
-            index.add(vectors)
-        return index, VectorIndexSpec(kind="flat")
+            flat.add(vectors)
+        return flat, VectorIndexSpec(kind="flat")
     nlist = max(1, min(n // TRAINING_PER_LIST, round(LISTS_PER_SQRT_N * math.sqrt(n))))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = KMEANS_ITERATIONS
@@ -177,7 +181,7 @@ def write(index, path: Path) -> None:
     faiss.write_index(index, str(path))
 
 
-def read(path: Path, spec: VectorIndexSpec) -> object:
+def read(path: Path, spec: VectorIndexSpec) -> faiss.Index:
     """Open a written index memory-mapped: pages are read when a search touches them.
 
     The file must have been checked to have its full size first: a memory-mapped file that
@@ -191,6 +195,8 @@ def read(path: Path, spec: VectorIndexSpec) -> object:
     flags = faiss.IO_FLAG_MMAP_IFC if spec.kind == "flat" else faiss.IO_FLAG_MMAP
     index = faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY)
     if spec.kind == "ivf":
+        # read_index returns the concrete class the file holds: an IVF spec was written from an IVF index.
+        assert isinstance(index, faiss.IndexIVF)
         index.nprobe = spec.nprobe
     return index
 

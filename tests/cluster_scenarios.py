@@ -161,7 +161,7 @@ def main(workdir: Path) -> dict:
 
         threading.Thread(target=watch_server, daemon=True).start()
         ready.wait(timeout=SERVER_READY_TIMEOUT)
-        report["server_ready"] = server.poll() is None and any(l.startswith("serving ") for l in server_out)
+        report["server_ready"] = server.poll() is None and any(line.startswith("serving ") for line in server_out)
         if report["server_ready"]:
             url = f"http://127.0.0.1:{port}"
             agree, remote_agree = [], []

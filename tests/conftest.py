@@ -47,16 +47,20 @@ settings.load_profile("rag")
 SAMPLE = rag.settings.SAMPLE_DOCUMENT
 
 # A small made-up document: nothing in the code can be special-cased to it.
-BRIDGE_TEXT = """The Varnholt Bridge
-
-The Varnholt Bridge crosses the river Elsmere between the towns of Kestrel and Dunmore.
-
-The bridge was designed by the engineer Miriam Okonkwo-Hale. Construction began in 1887. The bridge was opened to traffic on September 14, 1893.
-
-The main span hangs from 212 steel cables anchored in two granite towers. In 1951 a flood damaged the northern tower, and repairs took three years.
-
-Today about 18,000 vehicles cross the bridge every day. The town of Kestrel holds a lantern festival on the bridge every spring.
-"""
+BRIDGE_TEXT = (
+    "The Varnholt Bridge\n"
+    "\n"
+    "The Varnholt Bridge crosses the river Elsmere between the towns of Kestrel and Dunmore.\n"
+    "\n"
+    "The bridge was designed by the engineer Miriam Okonkwo-Hale. Construction began in 1887. "
+    "The bridge was opened to traffic on September 14, 1893.\n"
+    "\n"
+    "The main span hangs from 212 steel cables anchored in two granite towers. "
+    "In 1951 a flood damaged the northern tower, and repairs took three years.\n"
+    "\n"
+    "Today about 18,000 vehicles cross the bridge every day. "
+    "The town of Kestrel holds a lantern festival on the bridge every spring.\n"
+)
 
 
 # Two small documents for index tests: one answers ORCHARD_QUESTION, the other says nothing of it.

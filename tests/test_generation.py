@@ -96,7 +96,9 @@ def test_a_supported_sentence_is_kept_with_its_verbatim_citations(sample, flagsh
 def test_a_paraphrase_with_names_from_the_excerpt_is_kept(sample, flagship):
     _, excerpts = flagship
     brest = _number(excerpts, "Brest Peace Treaty")
-    checked = verify(f"The Bolsheviks, led by Lenin, signed the Brest Peace Treaty with Germany in March [{brest}].", excerpts, sample._embedder)
+    checked = verify(
+        f"The Bolsheviks, led by Lenin, signed the Brest Peace Treaty with Germany in March [{brest}].", excerpts, sample._embedder
+    )
     assert checked.sentences[0].supported, checked.sentences[0].reason
 
 

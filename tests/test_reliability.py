@@ -310,7 +310,8 @@ def test_kill_9_at_random_points_of_rag_index_never_breaks_the_index(tmp_path):
         outcomes[-1] += ":committed" if committed else ""
         survivor = Assistant.open(index_dir)  # verified against its checksums
         answer = survivor.ask(first_question)
-        assert answer.grounded and first_year in answer.text and baseline.citations[0].text in [c.text for c in answer.citations], (seed, outcomes)
+        cited = [c.text for c in answer.citations]
+        assert answer.grounded and first_year in answer.text and baseline.citations[0].text in cited, (seed, outcomes)
         assert survivor.status()["passages"] == len(survivor.passages)
     print(f"\nkill -9 rounds (seed {seed}, uninterrupted run {duration:.1f} s): {outcomes}")
     assert sum(o.endswith("killed") for o in outcomes) >= rounds // 2, outcomes  # most rounds really were kills

@@ -33,14 +33,16 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 # Generous: the first question loads the model's query path on a busy 2-core machine.
 ANSWER_TIMEOUT_MS = 60_000
 
-XSS_TEXT = """The Quillfen Lighthouse
-
-The Quillfen Lighthouse stands on a basalt rock north of the harbour of Selmark.
-
-In 1902 the keeper Orrin Vask painted the words <script>window.__xss=1</script> and <img src=x onerror="window.__xss=2"> on the lighthouse door.
-
-The lamp was electrified in 1931.
-"""
+XSS_TEXT = (
+    "The Quillfen Lighthouse\n"
+    "\n"
+    "The Quillfen Lighthouse stands on a basalt rock north of the harbour of Selmark.\n"
+    "\n"
+    "In 1902 the keeper Orrin Vask painted the words <script>window.__xss=1</script> and "
+    '<img src=x onerror="window.__xss=2"> on the lighthouse door.\n'
+    "\n"
+    "The lamp was electrified in 1931.\n"
+)
 XSS_QUESTION = "When did the keeper paint the words on the lighthouse door?"
 
 

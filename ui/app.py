@@ -479,7 +479,12 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_sources(None), elem_id="rag-sources")
                 with gr.Accordion("Add a document", open=False):
-                    file = gr.File(label="A text, Markdown, PDF, HTML or Word file (at most 5 MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath", elem_id="rag-upload")
+                    file = gr.File(
+                        label="A text, Markdown, PDF, HTML or Word file (at most 5 MB)",
+                        file_types=list(UPLOAD_EXTENSIONS),
+                        type="filepath",
+                        elem_id="rag-upload",
+                    )
                     upload_message = gr.Markdown(elem_id="rag-upload-message")
 
         # Every question sent is taken ("multiple": Gradio's default drops a question sent while the

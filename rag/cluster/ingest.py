@@ -123,6 +123,8 @@ def embed_on_ray(texts: list[str], *, model: str, workers: int, progress=False) 
             bar.close()
     if done != len(texts):
         raise ClusterError(f"the Ray cluster returned {done} of {len(texts)} vectors; the previous index is unchanged")
+    # Callers never embed no texts (rag.shards skips the call), so a batch came back and set `out`.
+    assert out is not None
     return out
 
 

@@ -133,4 +133,4 @@ def assemble(answer: Answer, checked: Sequence[SentenceSupport], citations: list
         kept = []
     if not kept:
         return replace(answer, generated=False, sentences=tuple(checked))
-    return replace(answer, text=" ".join(kept), citations=citations, generated=True, sentences=tuple(checked))
+    return replace(answer, text=" ".join(kept), citations=tuple(citations), generated=True, sentences=tuple(checked))
