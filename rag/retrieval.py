@@ -55,15 +55,22 @@ class Retriever:
         dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") and query_vector is not None else {}
         lexical = self._lexical(query, depth) if mode in ("hybrid", "bm25") else {}
         fused: dict[int, float] = {}
-        dense_ranked = sorted(dense, key=dense.get, reverse=True)
+
+        def best_first(scores: dict[int, float]) -> list[int]:
+            # Equal scores (BM25 gives many) are ordered by where the passage stands in its
+            # source, not by its number in the index: a sharded index numbers passages otherwise,
+            # and must rank, hence fuse, exactly as one index does.
+            return sorted(scores, key=lambda i: (-scores[i], passages[i].source, passages[i].start))
+
+        dense_ranked = best_first(dense)
         if mode in ("hybrid", "dense"):
             for rank, i in enumerate(dense_ranked):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
         if mode in ("hybrid", "bm25"):
-            positive = [i for i in sorted(lexical, key=lexical.get, reverse=True) if lexical[i] > 0]
+            positive = [i for i in best_first(lexical) if lexical[i] > 0]
             for rank, i in enumerate(positive):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
-        ranked = sorted(fused, key=fused.get, reverse=True)
+        ranked = best_first(fused)
         kept = set()
         if mode == "hybrid":
             kept = set(dense_ranked[:RETRIEVER_TOP]) | set(positive[:RETRIEVER_TOP])
