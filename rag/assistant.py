@@ -137,19 +137,19 @@ class Assistant:
             ConfigError: a bad shard or worker count, or Ray is not installed or not reachable.
         """
         started = time.perf_counter()
-        if isinstance(paths, (str, Path)):  # one path, not an iterable of its characters
-            paths = [paths]
-        paths = [Path(p) for p in paths]
+        # One path, not an iterable of its characters.
+        given = [paths] if isinstance(paths, (str, Path)) else paths
+        roots = [Path(p) for p in given]
         if shards is not None:
             sharding.check_shards(shards)
-        if not paths:
+        if not roots:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        collected = collect(paths, max_bytes=max_file_bytes, read_as=read_as)
+        collected = collect(roots, max_bytes=max_file_bytes, read_as=read_as)
         if not collected.documents:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(
-                f"no readable documents in {', '.join(map(str, paths))} "
+                f"no readable documents in {', '.join(map(str, roots))} "
                 f"(supported: {', '.join(SUPPORTED_EXTENSIONS)}){'; ' + reasons if reasons else ''}"
             )
         embedder = Embedder(model or default_model())
@@ -161,7 +161,7 @@ class Assistant:
             "chunking": chunking.to_dict(),
             "tokenizer": TOKENIZER_VERSION,
             # What was asked for, so `status` can tell files added to these folders since.
-            "roots": sorted(str(p.resolve()) for p in paths),
+            "roots": sorted(str(p.resolve()) for p in roots),
         }
         report = BuildReport(skipped=collected.skipped)
         with store.lock(index_dir):

@@ -8,7 +8,7 @@ their incomparable scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from . import vectors
 from .store import IndexData
 from .text import terms
 from .types import Hit
+
+if TYPE_CHECKING:  # rag.shards imports this module
+    from .shards import ShardedIndexData
 
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
@@ -37,7 +40,7 @@ RETRIEVER_TOP = 2
 class Retriever:
     """Searches one loaded index."""
 
-    index: IndexData
+    index: IndexData | ShardedIndexData  # a sharded one only through ShardedRetriever
 
     def search(self, query: str, query_vector: np.ndarray | None, *, k: int = 10, mode: Mode = "hybrid") -> list[Hit]:
         """Return the `k` best passages for `query`, best first.
@@ -55,15 +58,15 @@ class Retriever:
         dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") and query_vector is not None else {}
         lexical = self._lexical(query, depth) if mode in ("hybrid", "bm25") else {}
         fused: dict[int, float] = {}
-        dense_ranked = sorted(dense, key=dense.get, reverse=True)
+        dense_ranked = sorted(dense, key=lambda i: dense[i], reverse=True)
         if mode in ("hybrid", "dense"):
             for rank, i in enumerate(dense_ranked):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
         if mode in ("hybrid", "bm25"):
-            positive = [i for i in sorted(lexical, key=lexical.get, reverse=True) if lexical[i] > 0]
+            positive = [i for i in sorted(lexical, key=lambda i: lexical[i], reverse=True) if lexical[i] > 0]
             for rank, i in enumerate(positive):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
-        ranked = sorted(fused, key=fused.get, reverse=True)
+        ranked = sorted(fused, key=lambda i: fused[i], reverse=True)
         kept = set()
         if mode == "hybrid":
             kept = set(dense_ranked[:RETRIEVER_TOP]) | set(positive[:RETRIEVER_TOP])
@@ -85,17 +88,22 @@ class Retriever:
             for i in best
         ]
 
+    def _single(self) -> IndexData:
+        # ShardedRetriever overrides every method that reads one index's FAISS or BM25 files.
+        assert isinstance(self.index, IndexData)
+        return self.index
+
     def _dense(self, query_vector: np.ndarray, depth: int) -> dict[int, float]:
-        scores, ids = vectors.search(self.index.faiss_index, query_vector, depth)
+        scores, ids = vectors.search(self._single().faiss_index, query_vector, depth)
         return {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
 
     def _dense_score(self, query_vector: np.ndarray | None, i: int) -> float:
         if query_vector is None:
             return 0.0
-        return float(vectors.vector(self.index.faiss_index, i) @ query_vector)
+        return float(vectors.vector(self._single().faiss_index, i) @ query_vector)
 
     def _lexical(self, query: str, depth: int) -> dict[int, float]:
-        bm25 = self.index.bm25
+        bm25 = self._single().bm25
         vocabulary = self.index.vocabulary
         query_terms = list(dict.fromkeys(v for t in terms(query) for v in vocabulary.variants(t)))
         if not query_terms:
