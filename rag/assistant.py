@@ -33,6 +33,7 @@ from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
     from .conversation import Conversation
+    from .generation import Generator
     from .remote import RemoteAssistant
 
 # Longer questions are refused: no real question is this long, and embedding cost grows with it.
@@ -65,7 +66,7 @@ class Assistant:
     'March 1918'
     """
 
-    def __init__(self, index_dir: Path, data: store.IndexData, embedder: Embedder, report: BuildReport | None = None):
+    def __init__(self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: Embedder, report: BuildReport | None = None):
         self.index_dir = index_dir
         self._data = data
         self._embedder = embedder
@@ -73,7 +74,7 @@ class Assistant:
         self._retriever = sharding.ShardedRetriever(data) if isinstance(data, sharding.ShardedIndexData) else Retriever(data)
         self._answerer = Answerer(data)
         self.last_build = report
-        self.generator = None  # writes fluent answers when set: see `with_generator`
+        self.generator: Generator | None = None  # writes fluent answers when set: see `with_generator`
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -277,6 +278,7 @@ class Assistant:
     def _write(self, question: str, answer: Answer, hits: list[Hit]) -> Answer:
         from .generation import write_answer
 
+        assert self.generator is not None  # `ask` writes only with a generator set
         return write_answer(question, answer, hits, self.generator, self._embedder)
 
     @property
@@ -498,6 +500,8 @@ def _update(
             blocks.append(fresh_vectors[start : start + len(source_passages)])
         else:
             rows = old_rows.get(source, [])
+            # Not fresh: the source is unchanged, so it is in the previous index.
+            assert previous is not None and old_vectors is not None
             source_passages = [previous.passages[r] for r in rows]
             blocks.append(old_vectors[rows])
         passages.extend(source_passages)
@@ -561,7 +565,7 @@ def _unindexed_files(manifest: dict) -> list[str]:
     return found
 
 
-def _stale_sources(data: store.IndexData) -> list[str]:
+def _stale_sources(data: store.IndexData | sharding.ShardedIndexData) -> list[str]:
     """Sources that are gone or whose content differs from what was indexed."""
     stale = []
     for source, record in data.sources.items():
