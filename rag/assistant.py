@@ -66,7 +66,9 @@ class Assistant:
     'March 1918'
     """
 
-    def __init__(self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: Embedder, report: BuildReport | None = None):
+    def __init__(
+        self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: Embedder, report: BuildReport | None = None
+    ):
         self.index_dir = index_dir
         self._data = data
         self._embedder = embedder
