@@ -315,7 +315,8 @@ def _percent(value: float | None) -> str:
 
 def examples(run: PoolRun) -> str:
     """Follow-ups the conversation gets wrong that standalone gets right, and the reverse."""
-    lost, won = [], []
+    lost: list[tuple[Dialogue, Turn, dict[str, Outcome]]] = []
+    won: list[tuple[Dialogue, Turn, dict[str, Outcome]]] = []
     for dialogue, turn, outcomes, _ in run.turns:
         if turn.number == 1 or not turn.references:
             continue
@@ -328,13 +329,13 @@ def examples(run: PoolRun) -> str:
         parts.append(f"#### {run.pool} pool: {title}: {len(cases)}")
         parts.append("")
         for dialogue, turn, outcomes in random.Random(0).sample(cases, min(EXAMPLES, len(cases))):
-            chat = outcomes["conversation"].answer
-            cited = passage_of(chat.citations[0].source) if chat.citations else "nothing"
+            answer = outcomes["conversation"].answer
+            cited = passage_of(answer.citations[0].source) if answer.citations else "nothing"
             previous = dialogue.turns[turn.number - 2].question
             parts.append(
                 f"- {dialogue.collection} {dialogue.id[:8]} turn {turn.number} ({turn.kind or 'first'}): "
                 f"after “{_short(previous)}”, asked “{_short(turn.question)}”, understood as "
-                f"“{_short(chat.query)}”; cited {cited} (“{_short(chat.citations[0].text if chat.citations else '')}”); "
+                f"“{_short(answer.query)}”; cited {cited} (“{_short(answer.citations[0].text if answer.citations else '')}”); "
                 f"references {', '.join(turn.references)}"
             )
         parts.append("")

@@ -148,7 +148,8 @@ def reference_shares(path: Path) -> dict:
     lines = [[line for line in (" ".join(x.split()) for x in page.text.split("\n")) if line] for page in pages]
     pdftext._drop_furniture(pages, lines)
     labels = {page.label.lower() for page in pages} | {str(page.number) for page in pages}
-    dropped, kept = [], []
+    dropped: list[float] = []
+    kept: list[float] = []
     for page_lines in filter(None, lines):
         ending = sum(re.split(r"[-–]", re.split(r"[\s,]+", x.rstrip(" ."))[-1].lower())[-1] in labels for x in page_lines)
         (dropped if pdftext._is_reference_page(page_lines, labels) else kept).append(ending / len(page_lines))

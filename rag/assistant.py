@@ -33,6 +33,7 @@ from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
     from .conversation import Conversation
+    from .generation import Generator
     from .remote import RemoteAssistant
 
 # Longer questions are refused: no real question is this long, and embedding cost grows with it.
@@ -65,7 +66,9 @@ class Assistant:
     'March 1918'
     """
 
-    def __init__(self, index_dir: Path, data: store.IndexData, embedder: Embedder, report: BuildReport | None = None):
+    def __init__(
+        self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: Embedder, report: BuildReport | None = None
+    ):
         self.index_dir = index_dir
         self._data = data
         self._embedder = embedder
@@ -73,7 +76,7 @@ class Assistant:
         self._retriever = sharding.ShardedRetriever(data) if isinstance(data, sharding.ShardedIndexData) else Retriever(data)
         self._answerer = Answerer(data)
         self.last_build = report
-        self.generator = None  # writes fluent answers when set: see `with_generator`
+        self.generator: Generator | None = None  # writes fluent answers when set: see `with_generator`
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -137,19 +140,19 @@ class Assistant:
             ConfigError: a bad shard or worker count, or Ray is not installed or not reachable.
         """
         started = time.perf_counter()
-        if isinstance(paths, (str, Path)):  # one path, not an iterable of its characters
-            paths = [paths]
-        paths = [Path(p) for p in paths]
+        # One path, not an iterable of its characters.
+        given = [paths] if isinstance(paths, (str, Path)) else paths
+        roots = [Path(p) for p in given]
         if shards is not None:
             sharding.check_shards(shards)
-        if not paths:
+        if not roots:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        collected = collect(paths, max_bytes=max_file_bytes, read_as=read_as)
+        collected = collect(roots, max_bytes=max_file_bytes, read_as=read_as)
         if not collected.documents:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(
-                f"no readable documents in {', '.join(map(str, paths))} "
+                f"no readable documents in {', '.join(map(str, roots))} "
                 f"(supported: {', '.join(SUPPORTED_EXTENSIONS)}){'; ' + reasons if reasons else ''}"
             )
         embedder = Embedder(model or default_model())
@@ -161,7 +164,7 @@ class Assistant:
             "chunking": chunking.to_dict(),
             "tokenizer": TOKENIZER_VERSION,
             # What was asked for, so `status` can tell files added to these folders since.
-            "roots": sorted(str(p.resolve()) for p in paths),
+            "roots": sorted(str(p.resolve()) for p in roots),
         }
         report = BuildReport(skipped=collected.skipped)
         with store.lock(index_dir):
@@ -281,6 +284,7 @@ class Assistant:
     def _write(self, question: str, answer: Answer, hits: list[Hit]) -> Answer:
         from .generation import write_answer
 
+        assert self.generator is not None  # `ask` writes only with a generator set
         return write_answer(question, answer, hits, self.generator, self._embedder)
 
     @property
@@ -498,6 +502,8 @@ def _update(
             blocks.append(fresh_vectors[start : start + len(source_passages)])
         else:
             rows = old_rows.get(source, [])
+            # Not fresh: the source is unchanged, so it is in the previous index.
+            assert previous is not None and old_vectors is not None
             source_passages = [previous.passages[r] for r in rows]
             blocks.append(old_vectors[rows])
         passages.extend(source_passages)
@@ -561,7 +567,7 @@ def _unindexed_files(manifest: dict) -> list[str]:
     return found
 
 
-def _stale_sources(data: store.IndexData) -> list[str]:
+def _stale_sources(data: store.IndexData | sharding.ShardedIndexData) -> list[str]:
     """Sources that are gone or whose content differs from what was indexed."""
     stale = []
     for source, record in data.sources.items():

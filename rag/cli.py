@@ -196,7 +196,7 @@ def _ask_streaming(ask, question: str):
     """
     from .generation import streaming
 
-    shown = []
+    shown: list[str] = []
 
     def show(event) -> None:
         if event.kind == "sentence" and event.support.supported:
@@ -247,6 +247,7 @@ def _run_index(args) -> int:
             print("rag: interrupted after the new index was committed; it is complete", file=sys.stderr)
         return 130
     report = assistant.last_build
+    assert report is not None  # Assistant.build always records its report
     if args.json:
         print(json.dumps({**report.__dict__, "index": str(index_dir)}, indent=2))
         return 0

@@ -8,7 +8,7 @@ their incomparable scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from . import vectors
 from .store import IndexData
 from .text import terms
 from .types import Hit
+
+if TYPE_CHECKING:  # rag.shards imports this module
+    from .shards import ShardedIndexData
 
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
@@ -37,7 +40,7 @@ RETRIEVER_TOP = 2
 class Retriever:
     """Searches one loaded index."""
 
-    index: IndexData
+    index: IndexData | ShardedIndexData  # a sharded one only through ShardedRetriever
 
     def search(self, query: str, query_vector: np.ndarray | None, *, k: int = 10, mode: Mode = "hybrid") -> list[Hit]:
         """Return the `k` best passages for `query`, best first.
@@ -92,17 +95,22 @@ class Retriever:
             for i in best
         ]
 
+    def _single(self) -> IndexData:
+        # ShardedRetriever overrides every method that reads one index's FAISS or BM25 files.
+        assert isinstance(self.index, IndexData)
+        return self.index
+
     def _dense(self, query_vector: np.ndarray, depth: int) -> dict[int, float]:
-        scores, ids = vectors.search(self.index.faiss_index, query_vector, depth)
+        scores, ids = vectors.search(self._single().faiss_index, query_vector, depth)
         return {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
 
     def _dense_score(self, query_vector: np.ndarray | None, i: int) -> float:
         if query_vector is None:
             return 0.0
-        return float(vectors.vector(self.index.faiss_index, i) @ query_vector)
+        return float(vectors.vector(self._single().faiss_index, i) @ query_vector)
 
     def _lexical(self, query: str, depth: int) -> dict[int, float]:
-        bm25 = self.index.bm25
+        bm25 = self._single().bm25
         vocabulary = self.index.vocabulary
         query_terms = list(dict.fromkeys(v for t in terms(query) for v in vocabulary.variants(t)))
         if not query_terms:

@@ -268,7 +268,7 @@ class ShardSearcher:
             out["dense"] = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
         if mode in ("hybrid", "bm25"):
             known = [t for t in query_terms if t in self.data.bm25.vocab_dict]
-            if known and idf is not None:
+            if known and idf is not None and average_length is not None:  # set together by the caller
                 scores = self._collection_scores(known, idf, average_length)
             elif known:
                 scores = self.data.bm25.get_scores(known)
@@ -429,7 +429,7 @@ def passages_to_embed(plans: list[ShardPlan], previous_index_dir: Path | None, p
     # All shards' documents in source order, as one index embeds them: the model then sees the
     # same batches (padding included), so the vectors are bit for bit one index's.
     documents = sorted((d for shard in plans if shard.touched for d in shard.documents), key=lambda d: d.source)
-    texts = []
+    texts: list[str] = []
     for document in documents:
         old = old_sources.get(document.source)
         if old is None or old["sha256"] != document.sha256:
@@ -446,20 +446,22 @@ def write_shard(
     """
     from .assistant import BuildReport, _update
 
-    index_dir = Path(index_dir)
+    root = Path(index_dir)
     if not shard.documents:  # every source of this shard was removed: it has no folder any more
         return ShardWritten(shard.number, None, None, {"removed": [], "embedded": 0})
-    previous = store.load(index_dir / shard.previous_folder) if shard.previous_folder else None
+    previous = store.load(root / shard.previous_folder) if shard.previous_folder else None
     folder = f"{SHARD_PREFIX}{shard.number:03d}-{generation:06d}-{secrets.token_hex(3)}"
-    (index_dir / folder).mkdir()
+    (root / folder).mkdir()
     report = BuildReport()
     embedder = _Precomputed(vectors, settings["dimension"])
-    _update(index_dir / folder, previous, list(shard.documents), embedder, settings, chunking, report, False)
+    _update(root / folder, previous, list(shard.documents), embedder, settings, chunking, report, False)
     if not report.written:  # nothing changed after all (a touched shard always changes): keep the old
-        shutil.rmtree(index_dir / folder, ignore_errors=True)
+        shutil.rmtree(root / folder, ignore_errors=True)
+        # Only a shard with a previous folder can be left unchanged (a new shard's sources are all added).
+        assert shard.previous_folder is not None
         folder = shard.previous_folder
     fields = ("added", "updated", "removed", "unchanged", "embedded")
-    return ShardWritten(shard.number, folder, store._checksum(index_dir / folder / store.MANIFEST),
+    return ShardWritten(shard.number, folder, store._checksum(root / folder / store.MANIFEST),
                         {f: getattr(report, f) for f in fields})
 
 

@@ -326,7 +326,7 @@ class ChatSessions:
     dropped beyond MAX_SESSIONS."""
 
     def __init__(self):
-        self._sessions: OrderedDict[str, ChatSession] = OrderedDict()
+        self._sessions: OrderedDict[str | None, ChatSession] = OrderedDict()  # None: a page without a session key
         self._lock = threading.Lock()
 
     def get(self, key: str | None) -> ChatSession:

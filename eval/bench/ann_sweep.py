@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def run_ann_sweep(*, out: Path) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     embedder = Embedder(default_model())
     warm_up(embedder)
-    results = []
+    results: list[dict[str, Any]] = []
     with Watch() as watch:
         for n in ANN_SWEEP_SIZES:
             progress(f"ann sweep: {n:,} synthetic vectors")

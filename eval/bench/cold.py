@@ -20,14 +20,16 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from .measure import COLD_START_QUESTION, rag_command, run_command
 from .process import Watch
 from .report import Row
 from .timing import progress
 
+resource: ModuleType | None  # CPU time of the children: a figure that other processes' load barely moves
 try:
-    import resource  # CPU time of the children: a figure that other processes' load barely moves
+    import resource
 except ImportError:  # not on Windows
     resource = None
 

@@ -140,6 +140,7 @@ def reopen(paths: Sequence[Path], index_dir: Path, build_seconds: float) -> tupl
     rebuilt, rebuild_seconds = timed(lambda: Assistant.build(paths, index_dir=index_dir))
     _, open_seconds = timed(lambda: Assistant.open(index_dir))
     report = rebuilt.last_build
+    assert report is not None  # Assistant.build always records its report
     return [
         Row(
             what=f"Assistant.build on the unchanged index (embedded {report.embedded}) vs first build",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 PER = 10_000  # sizes are reported per this many passages
 MB = 1024 * 1024
@@ -111,7 +112,7 @@ def _format(value: float, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
-def print_table(table: list[tuple[str, ...]], *, left_first: bool = False) -> None:
+def print_table(table: Sequence[tuple[str, ...]], *, left_first: bool = False) -> None:
     """Columns aligned right (the first one left with `left_first`), a rule under the header line."""
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for number, line in enumerate(table):

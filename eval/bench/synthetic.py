@@ -51,8 +51,10 @@ def clustered_vectors(n: int, dimension: int, *, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     offset = _unit(rng.standard_normal((1, dimension)).astype(np.float32))
     documents = _unit(_noise(rng, max(1, n // PASSAGES_PER_DOCUMENT), dimension))
-    sections = max(1, n // PASSAGES_PER_SECTION)
-    sections = _unit(documents[rng.integers(0, len(documents), sections)] + SECTION_SPREAD * _noise(rng, sections, dimension))
+    section_count = max(1, n // PASSAGES_PER_SECTION)
+    sections = _unit(
+        documents[rng.integers(0, len(documents), section_count)] + SECTION_SPREAD * _noise(rng, section_count, dimension)
+    )
     out = _noise(rng, n, dimension)
     out *= PASSAGE_SPREAD
     out += sections[rng.integers(0, len(sections), n)]

@@ -78,7 +78,6 @@ def build_app(index_dir: str, *, replicas: int = 1):
     records = _shard_records(index_path)
     model = store.read_manifest(index_path, any_format=True)["model"]
 
-    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": EMBEDDING_CPUS})
     class Embedding:
         def __init__(self, model_name: str):
             from rag.embedding import Embedder
@@ -89,7 +88,6 @@ def build_app(index_dir: str, *, replicas: int = 1):
         def encode(self, texts: list[str]) -> np.ndarray:
             return self.embedder.encode(texts)
 
-    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": SEARCH_CPUS})
     class ShardSearch:
         def __init__(self, index: str, record: dict):
             from rag.shards import ShardSearcher
@@ -99,7 +97,6 @@ def build_app(index_dir: str, *, replicas: int = 1):
         def candidates(self, query_terms, vector, depth, mode, idf, average_length) -> dict:
             return self.searcher.candidates(query_terms, vector, depth, mode, idf, average_length)
 
-    @serve.deployment(ray_actor_options={"num_cpus": FRONT_CPUS})
     class Front:
         def __init__(self, index: str, embedding, searchers: list):
             from rag import shards as sharding
@@ -138,8 +135,13 @@ def build_app(index_dir: str, *, replicas: int = 1):
                 return JSONResponse({"error": str(error)}, status_code=400)
             return JSONResponse(answer.to_dict())
 
-    searchers = [ShardSearch.options(name=f"ShardSearch-{i}").bind(index_dir, r) for i, r in enumerate(records)]
-    return Front.bind(index_dir, Embedding.bind(model), searchers)
+    # serve.deployment applied as a call, as the decorator would: mypy keeps a decorated class's
+    # own type, and these are Deployments (with .options and .bind), named after the classes.
+    embedding = serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": EMBEDDING_CPUS})(Embedding)
+    shard_search = serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": SEARCH_CPUS})(ShardSearch)
+    front = serve.deployment(ray_actor_options={"num_cpus": FRONT_CPUS})(Front)
+    searchers = [shard_search.options(name=f"ShardSearch-{i}").bind(index_dir, r) for i, r in enumerate(records)]
+    return front.bind(index_dir, embedding.bind(model), searchers)
 
 
 def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1, host: str = "127.0.0.1",
