@@ -17,6 +17,7 @@ the report says how busy it was (load average before and after).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -119,7 +120,7 @@ def run_ray_bench(*, out: Path) -> int:
         cluster = start_local_cluster(1)
         import ray
 
-        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR)
         one_node = len(texts) / _timed(lambda: embed_on_ray(texts, model=embedder.model_name, workers=1))
         results.update({"ray_1_node_passages_per_s": round(one_node, 1),
                         "ray_1_worker_over_local": round(one_node / local, 2)})

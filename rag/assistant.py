@@ -13,7 +13,7 @@ from . import shards as sharding
 from . import store
 from .answering import CANDIDATES, Answerer
 from .documents import collect
-from .embedding import Embedder, Progress
+from .embedding import Embedder, PassageEncoder, Progress, QuestionEncoding
 from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
 from .retrieval import MODES, Mode, Retriever
 from .settings import (
@@ -67,7 +67,7 @@ class Assistant:
     """
 
     def __init__(
-        self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: Embedder, report: BuildReport | None = None
+        self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: QuestionEncoding, report: BuildReport | None = None
     ):
         self.index_dir = index_dir
         self._data = data
@@ -447,7 +447,7 @@ def _update(
     index_dir: Path,
     previous: store.IndexData | None,
     documents: list[Document],
-    embedder: Embedder,
+    embedder: PassageEncoder,
     settings: dict,
     chunking: ChunkSettings,
     report: BuildReport,

@@ -11,7 +11,7 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Protocol, Union
 
 import numpy as np
 
@@ -46,6 +46,32 @@ def resolve_model_path(model: str) -> str:
         f"model {model!r} is not a local folder; give the path of a sentence-transformers model "
         f"or use the default {DEFAULT_MODEL!r} (nothing is downloaded)"
     )
+
+
+class PassageEncoder(Protocol):
+    """What writing an index needs of an embedder: passages in, unit vectors out. `Embedder`,
+    and the shard writer's stand-in holding vectors computed beforehand (rag.shards)."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode(self, texts: list[str], *, progress: Progress = False) -> np.ndarray: ...
+
+
+class QuestionEncoding(PassageEncoder, Protocol):
+    """What answering needs of an embedder (questions; passages too, for checking a written
+    answer): `Embedder`, or a server's embedding deployment (rag.cluster.serve)."""
+
+    model_name: str
+
+    @property
+    def questions_ready(self) -> bool: ...
+
+    def encode_query(self, text: str) -> np.ndarray: ...
+
+    def encode_questions(self, texts: list[str]) -> np.ndarray: ...
+
+    def warm_up(self) -> None: ...
 
 
 class Embedder:

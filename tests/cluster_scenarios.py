@@ -56,12 +56,11 @@ def documents(workdir: Path, articles: int) -> tuple[Path, list[str]]:
 
 def main(workdir: Path) -> dict:
     import ray
+    import torch
 
     from eval.bench_ray import add_node, start_local_cluster
     from rag import shards as sharding
     from rag.assistant import Assistant
-
-    import torch
 
     # The local index is embedded on 1 thread, as each Ray actor is (1 CPU): a matrix product
     # split over another number of threads may round differently in the last bit.

@@ -3,13 +3,12 @@ answers themselves are checked against `rag ask --json` in tests/test_cluster.py
 from __future__ import annotations
 
 import pytest
+from conftest import assert_one_line_error, free_port, run_rag
 
 from rag.assistant import Assistant
 from rag.errors import ClusterError
 from rag.remote import answer_from_dict
 from rag.types import Answer, Citation
-
-from conftest import assert_one_line_error, free_port, run_rag
 
 
 def test_an_answer_survives_its_json_unchanged():

@@ -1,6 +1,7 @@
 """Beyond one machine, on Ray (the `cluster` extra): indexing with Ray Data, serving with Ray Serve."""
 from __future__ import annotations
 
+import logging
 import os
 
 from ..errors import ClusterError, ConfigError
@@ -26,7 +27,7 @@ def connect(address: str):
     try:
         # log_to_driver: the workers' own logs stay in the cluster's log folder, not on the
         # user's terminal; errors still reach the driver as exceptions.
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=True)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     except Exception as error:  # ConnectionError, ValueError...: whatever ray.init raises, one line
         raise ClusterError(f"cannot reach a Ray cluster at {address} ({type(error).__name__}: "
                            f"{str(error).splitlines()[0] if str(error) else ''}); start one with `ray start --head`") from None

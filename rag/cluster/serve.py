@@ -16,6 +16,7 @@ The HTTP proxy binds 127.0.0.1 unless `--host` says otherwise, as `rag ui` does.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,17 @@ class _RemoteEmbedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+    def encode_questions(self, texts: list[str]) -> np.ndarray:
+        # A follow-up embeds its question and the turns it continues at once.
+        return self.encode(texts)
+
+    @property
+    def questions_ready(self) -> bool:
+        return True  # the deployment loaded its model before it reported ready
+
+    def warm_up(self) -> None:
+        pass  # as above: nothing left to load here
 
 
 def _shard_records(index_dir: Path) -> list[dict]:
@@ -172,7 +184,7 @@ def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1
             import ray
         except ImportError:
             raise ConfigError("Ray is not installed; pip install 'rag-assistant[cluster]'") from None
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     else:
         ray = connect(address)
     from ray import serve

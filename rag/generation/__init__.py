@@ -27,7 +27,7 @@ from .prompt import direct_part, excerpts_for, messages
 from .verify import Renumbering, complete_sentences, split_sentences, states, verify, verify_sentences
 
 if TYPE_CHECKING:
-    from ..embedding import Embedder
+    from ..embedding import PassageEncoder
 
 __all__ = [
     "Event", "Generator", "HttpGenerator", "LlamaCppGenerator", "make_generator", "streaming", "verify", "write_answer",
@@ -72,7 +72,7 @@ def write_answer(
     answer: Answer,
     hits: Sequence[Hit],
     generator: Generator,
-    embedder: "Embedder",
+    embedder: "PassageEncoder",
     *,
     on_event: Callable[[Event], None] | None = None,
     max_tokens: int = MAX_TOKENS,

@@ -28,7 +28,7 @@ from ..text import STOPWORDS, Vocabulary, terms, words
 from ..types import Citation, SentenceSupport
 
 if TYPE_CHECKING:
-    from ..embedding import Embedder
+    from ..embedding import PassageEncoder
 
 # Measured on the 34 sentences the 0.5B model wrote for the first 30 questions of
 # eval/questions/sample.jsonl (`rag eval --generate --limit 30`), each compared with each of the 4
@@ -211,7 +211,7 @@ def states(text: str, lead: str) -> bool:
     return all(t in said for t in terms(lead) if not t.isdigit())
 
 
-def similarities(sentences: Sequence[str], excerpts: Sequence[Citation], embedder: "Embedder") -> list[float]:
+def similarities(sentences: Sequence[str], excerpts: Sequence[Citation], embedder: "PassageEncoder") -> list[float]:
     """For each sentence, its best cosine similarity with an excerpt it cites (0 if it cites none)."""
     if not sentences:
         return []
@@ -265,7 +265,7 @@ class Renumbering:
 
 
 def verify_sentences(
-    sentences: Sequence[str], excerpts: Sequence[Citation], embedder: "Embedder", renumbering: Renumbering | None = None
+    sentences: Sequence[str], excerpts: Sequence[Citation], embedder: "PassageEncoder", renumbering: Renumbering | None = None
 ) -> list[SentenceSupport]:
     """Check sentences and renumber the kept ones (with `renumbering`, continuing its numbering)."""
     renumbering = renumbering or Renumbering(excerpts)
@@ -280,7 +280,7 @@ def verify_sentences(
     return checked
 
 
-def verify(text: str, excerpts: Sequence[Citation], embedder: "Embedder") -> Verified:
+def verify(text: str, excerpts: Sequence[Citation], embedder: "PassageEncoder") -> Verified:
     """Check every sentence of a generated text against the excerpts it cites.
 
     Args:
