@@ -220,7 +220,7 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
         },
         "definitions": {
             "answer_accuracy": "answerable single questions that are grounded and match every expect regex (case-insensitive)",
-            "direct_answer_accuracy": "as answer_accuracy, but the regexes must match the direct answer alone (the text before the quoted statement; the whole text when the answer is the statement itself)",
+            "direct_answer_accuracy": "as answer_accuracy, but the regexes must match the direct answer alone (`Answer.direct`, the reader's span)",
             "evidence_recall": "answerable single questions whose evidence string is inside one cited excerpt",
             "citation_faithfulness": "citations (all questions and turns) whose text equals the source file's text at [start:end]",
             "abstention_precision": "abstained single questions that are unanswerable / all abstained single questions",
