@@ -162,6 +162,9 @@ def _measure_all(corpus: Corpus, work: Path, *, synthetic_passages: int) -> dict
     with Watch() as watch:
         latency = latency_rows(assistant, embedder, corpus.questions)
     rows += watch.mark(latency)
+    from .bench_reader import budget_failures
+
+    failures += budget_failures(latency)
 
     _progress(f"cold start: {COLD_START_RUNS} runs each of `rag ask` and the bare import")
     with Watch() as watch:
@@ -303,7 +306,7 @@ def latency_rows(assistant, embedder, questions: list[str]) -> list[Row]:
         Row(what="warm ask p95 vs bare encode of the question",
             ours=_percentile(totals, 95) * 1000, baseline=_percentile(bare, 95) * 1000, unit="ms"),
     ]
-    labels = {"embed": "embedding", "search": "search", "answer": "answer extraction"}
+    from .bench_reader import STAGE_LABELS as labels
     for stage, values in stages.items():
         rows.append(Row(what=f"share of a warm ask: {labels[stage]} (mean vs mean ask)",
                         ours=statistics.fmean(values) * 1000, baseline=mean_total * 1000, unit="ms", share=True))

@@ -62,7 +62,7 @@ def rewrite(question: str, history: list[Turn]) -> Rewrite:
     """Turn a follow-up into a standalone question using the last turn.
 
     >>> from rag.types import Answer
-    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", Answer("Schulenburg. “…”", True))
+    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", Answer("Schulenburg. “…”", True, direct="Schulenburg"))
     >>> rewrite("What happened to him later?", [last]).question
     'What happened to Schulenburg later?'
     """

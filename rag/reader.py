@@ -30,13 +30,13 @@ MODEL_FILE = MODEL_DIR / "model.onnx"
 METADATA_FILE = MODEL_DIR / "reader.json"
 
 # Input window: the question, then the previous sentence, the candidate and the next sentence.
-# 160 tokens hold a question (~15 tokens) and three typical sentences (~25-40 tokens each); the
-# window is cut on the neighbours' far sides first, so the candidate itself survives. Shorter
-# windows train faster: the cost of a step grows with its longest pair.
-MAX_TOKENS = 160
+# 128 tokens hold a question (~15 tokens), a typical sentence (~30) and the nearer parts of its
+# neighbours; the window is cut on the neighbours' far sides first, so the candidate itself
+# survives. Shorter windows train faster: the cost of a step grows with its longest pair.
+MAX_TOKENS = 128
 # A neighbour gives context (a relative date's year, the reasons after "There are two reasons"),
-# not the answer: it is cut to this many characters on its far side (~50 tokens).
-NEIGHBOUR_CHARS = 200
+# not the answer: it is cut to this many characters on its far side (~35 tokens).
+NEIGHBOUR_CHARS = 150
 # Longest answer span, in tokens: SQuAD's gold answers are under 30 tokens in 99% of questions.
 MAX_ANSWER_TOKENS = 30
 
