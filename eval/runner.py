@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag import Answer, Assistant, Citation
+from rag import Answer, Assistant
 from rag.errors import RagError
 from rag.settings import FORMATS, OWN_TEXT_FORMATS
 
@@ -33,7 +33,7 @@ class Outcome:
     correct: bool  # answerable: grounded and every expect regex matches; unanswerable: abstained
     direct_correct: bool  # stricter: the expect regexes match the direct answer, before the quote
     evidence_cited: bool | None  # answerable only
-    faithful: list[bool] = field(default_factory=list)  # one per citation, then one for the direct answer when there is one
+    faithful: list[bool] = field(default_factory=list)  # one per citation
     conversation: str | None = None
     turn: int = 0
     would_be: Answer | None = None  # the answer given with abstention off (for the coverage curve)
@@ -150,17 +150,6 @@ class _SourceCache:
         return text is not None and text[citation.start : citation.end] == citation.text
 
 
-def _faithful(answer: Answer, sources: "_SourceCache") -> list[bool]:
-    """Whether each citation, and the direct answer (at its offsets in the first citation's
-    source), is verbatim."""
-    checks = [sources.verbatim(c) for c in answer.citations]
-    if answer.grounded and not answer.generated and answer.citations:
-        direct = Citation(text=answer.direct, source=answer.citations[0].source,
-                          start=answer.direct_start or 0, end=answer.direct_end or 0, score=0.0)
-        checks.append(bool(answer.direct) and sources.verbatim(direct))
-    return checks
-
-
 def _ask(
     asker, q: Question, sources: _SourceCache, *, conversation: str | None = None, turn: int = 0, coverage: bool = True
 ) -> Outcome:
@@ -176,7 +165,7 @@ def _ask(
         evidence = None
     outcome = Outcome(
         id=q.id, question=q.question, answerable=q.answerable, answer=answer, seconds=seconds,
-        correct=correct, direct_correct=direct_correct, evidence_cited=evidence, faithful=_faithful(answer, sources),
+        correct=correct, direct_correct=direct_correct, evidence_cited=evidence, faithful=[sources.verbatim(c) for c in answer.citations],
         conversation=conversation, turn=turn,
     )
     if conversation is None and coverage:
@@ -231,9 +220,9 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
         },
         "definitions": {
             "answer_accuracy": "answerable single questions that are grounded and match every expect regex (case-insensitive)",
-            "direct_answer_accuracy": "as answer_accuracy, but the regexes must match the direct answer alone (`Answer.direct`, the reader's span)",
+            "direct_answer_accuracy": "as answer_accuracy, but the regexes must match the direct answer alone (the text before the quoted statement; the whole text when the answer is the statement itself)",
             "evidence_recall": "answerable single questions whose evidence string is inside one cited excerpt",
-            "citation_faithfulness": "citations (all questions and turns) whose text equals the source file's text at [start:end], and direct answers at [direct_start:direct_end]",
+            "citation_faithfulness": "citations (all questions and turns) whose text equals the source file's text at [start:end]",
             "abstention_precision": "abstained single questions that are unanswerable / all abstained single questions",
             "abstention_recall": "unanswerable single questions that were abstained / all unanswerable",
             "followup_accuracy": "conversation turns after the first that are grounded and match every expect regex",

@@ -8,7 +8,7 @@ articles is asked once per retrieval mode. Per mode the report gives:
 - recall@1/3/5 and MRR of the gold answer, over the cited excerpts of the answer ("cited") and
   over the top 5 retrieved passages ("retrieved", the fair retrieval-only comparison);
 - answer accuracy: a gold answer inside the grounded answer's text (SQuAD normalisation);
-- exact match and token F1 of the direct answer (`Answer.direct`, the reader's span);
+- exact match and token F1 of the direct answer (the text before the first quoted excerpt);
 - on SQuAD v2.0, abstention precision and recall on the unanswerable questions;
 - median latency of `Assistant.ask`.
 
@@ -152,8 +152,11 @@ def first_match(texts: list[str], gold: tuple[str, ...]) -> int | None:
 
 
 def direct_answer(answer: Answer) -> str:
-    """The answer's direct part: the reader's span (`Answer.direct`); "" when it abstained."""
-    return answer.direct
+    """The answer before its first quoted excerpt ("1918. “…”" → "1918"); all of it when the
+    answer is the quoted statement itself, or nothing is quoted. (The text, not `Answer.direct`:
+    the rule answerer's text resolves a relative date, "March 1918", that `direct` keeps verbatim.)"""
+    head = answer.text.partition("“")[0].strip().removesuffix(".").strip()
+    return head or answer.text.strip()
 
 
 def token_f1(prediction: str, gold: str) -> float:

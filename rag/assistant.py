@@ -176,8 +176,8 @@ class Assistant:
         Args:
             question: the question, in plain text.
             mode: retrieval mode; "hybrid" (default), or "dense"/"bm25" for baselines.
-            min_confidence: answer only above this confidence (default: the reader's
-                threshold, fitted on held-out articles); 0 never abstains, which evaluation uses to trace the coverage curve.
+            min_confidence: answer only above this confidence (default: the calibrated
+                threshold); 0 never abstains, which evaluation uses to trace the coverage curve.
 
         Raises:
             QuestionError: the question is empty, too long, or not text.
@@ -266,6 +266,11 @@ class Assistant:
         hits = self._retriever.search(words, vector, k=k, mode=mode)
         self.timings = {"embed": embedded - started, "search": time.perf_counter() - embedded}
         return hits
+
+    def answer_features(self, question: str) -> dict[str, float] | None:
+        """The signals the abstention decision is taken on (for calibration and reports)."""
+        question = clean_question(question)
+        return self._answerer.features(question, self.search(question))
 
     # -- facts -------------------------------------------------------------------------------
 

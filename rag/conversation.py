@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .text import STOPWORDS
+from .extraction import find_names, question_shape
 from .types import Answer
 
 if TYPE_CHECKING:
@@ -30,10 +30,6 @@ _OTHER_REFERENCES = re.compile(
     re.IGNORECASE,
 )
 _CONNECTIVE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about|and how about)\b[\s,]*", re.IGNORECASE)
-# A question about a person: its direct answer is the person a following "he" or "she" means.
-_ASKS_WHO = re.compile(r"^\s*(?:and\s+)?(?:who|whom|whose)\b", re.IGNORECASE)
-# A capitalised word, with the next ones: a name ("German ambassador" gives "German").
-_NAME = re.compile(r"\b[A-ZÀ-ÞА-ЯЁ][\w'’\-]*(?:\s+[A-ZÀ-ÞА-ЯЁ][\w'’\-]*)*")
 _WH = re.compile(r"^\s*(?:who|whom|whose|what|which|when|where|why|how|did|does|do|is|was|were|are|can|could|would)\b", re.IGNORECASE)
 
 
@@ -62,7 +58,7 @@ def rewrite(question: str, history: list[Turn]) -> Rewrite:
     """Turn a follow-up into a standalone question using the last turn.
 
     >>> from rag.types import Answer
-    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", Answer("Schulenburg. “…”", True, direct="Schulenburg"))
+    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", Answer("Schulenburg. “…”", True))
     >>> rewrite("What happened to him later?", [last]).question
     'What happened to Schulenburg later?'
     """
@@ -112,28 +108,13 @@ def _reframe(rest: str, previous: str) -> str:
 
 
 def _last_person(turn: Turn) -> str | None:
-    """The person the last turn was about: its direct answer if it asked who, else a name in its question."""
-    if _ASKS_WHO.match(turn.query) and turn.answer.grounded and turn.answer.direct:
-        return turn.answer.direct
-    names = _names(turn.query)
-    return names[0] if names else None
-
-
-def _names(question: str) -> list[str]:
-    """Runs of capitalised words in the question, past its first word (capitalised as it opens it).
-
-    >>> _names("When did Lenin meet the German ambassador Schulenburg?")
-    ['Lenin', 'German', 'Schulenburg']
-    """
-    found = []
-    for match in _NAME.finditer(question):
-        words = match.group(0).split()
-        if match.start() == len(question) - len(question.lstrip()):
-            words = words[1:]  # the question's first word
-        words = [w for w in words if w.lower() not in STOPWORDS] if len(words) == 1 else words
-        if words:
-            found.append(" ".join(words))
-    return found
+    """The person the last turn was about: named in its answer if it asked who, else in its question."""
+    if question_shape(turn.query).answer_type == "person" and turn.answer.grounded:
+        direct = turn.answer.text.split("“")[0].strip().rstrip(".")
+        if direct:
+            return direct
+    names = find_names(turn.query, "")
+    return names[0].text if names else None
 
 
 def _replace_person(question: str, person: str) -> str:

@@ -95,7 +95,7 @@ class Answer:
     confidence: float = 0.0  # the abstention score the decision was taken on (see rag.answering)
     generated: bool = False  # the text was written by a language model and checked (see rag.generation)
     sentences: tuple[SentenceSupport, ...] = ()  # a generated answer's sentences, kept and removed
-    # The direct answer: the reader's span, verbatim in the first citation's source at
+    # The direct answer, verbatim in the first citation's source at
     # [direct_start, direct_end) ("" and None when the answer abstains).
     direct: str = ""
     direct_start: int | None = None

@@ -40,7 +40,7 @@ def test_what_about_follow_up_changes_the_focus(sample):
 
     answer = chat.ask("What about artillery pieces?")
 
-    assert "470,000" in answer.direct
+    assert "470,000" in answer.text.split("“")[0]
 
 
 def test_follow_up_is_read_with_its_own_words_not_the_last_answers(sample, verbatim):

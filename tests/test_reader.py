@@ -16,6 +16,13 @@ from rag.errors import ConfigError
 REFERENCE_TOLERANCE = 0.25
 
 
+# The weights are not committed until they measure better than the rule answerer (issue 13):
+# `python -m eval.train_reader` writes them.
+shipped = pytest.mark.skipif(not reader.MODEL_FILE.is_file(), reason="no trained reader in rag/models/reader/ "
+                             "(run `python -m eval.train_reader`)")
+
+
+@shipped
 def test_the_shipped_reader_reproduces_its_recorded_readings():
     metadata = json.loads(reader.METADATA_FILE.read_text(encoding="utf-8"))
     model = reader.Reader()
@@ -27,6 +34,7 @@ def test_the_shipped_reader_reproduces_its_recorded_readings():
         assert reading.has_answer == pytest.approx(case["has_answer"], abs=REFERENCE_TOLERANCE)
 
 
+@shipped
 def test_a_model_file_that_is_not_the_shipped_one_is_refused(tmp_path):
     shutil.copy(reader.METADATA_FILE, tmp_path / "reader.json")
     data = bytearray(reader.MODEL_FILE.read_bytes())
@@ -73,6 +81,7 @@ def test_a_long_window_keeps_its_candidate_whole():
     assert "".join(kept) == sentence.replace(" ", "")
 
 
+@shipped
 def test_fusion_prefers_the_candidate_the_reader_believes():
     fusion = reader.shipped().fusion
     sure = reader.Reading(span_score=8.0, null_score=-4.0, start=0, end=4)
