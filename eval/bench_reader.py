@@ -1,8 +1,8 @@
-"""The learned reader's part of `rag bench`: its share of a warm `ask` and the ask's budget.
+"""The answerer's part of `rag bench`: its share of a warm `ask`, and the ask's budget.
 
-Issue 13's budget: a warm `ask` (embedding, search, the reader on the retrieved candidates)
+Issue 13's budget: a warm `ask` (embedding, search, the answerer on the retrieved candidates)
 takes at most 10 times a bare embedding of the question, both measured in the same run (so a
-slower or busier machine slows both alike). The reader's share of the ask is reported beside it.
+slower or busier machine slows both alike). The answerer's share (a learned reader's, once it answers) is reported beside it.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 # reader needs ~4 s per question on the same machine, ~30x ours before the reader).
 WARM_ASK_BUDGET = 10.0
 
-STAGE_LABELS = {"embed": "embedding", "search": "search", "answer": "the reader (ONNX) and fusion"}
+STAGE_LABELS = {"embed": "embedding", "search": "search", "answer": "answer extraction"}
 
 
 def budget_failures(rows) -> list[str]:
