@@ -16,11 +16,11 @@ apart:
 
 - cited hit: some citation of the answer lies in a reference passage;
 - top-1 hit: the first citation does;
-- answered: the answer is grounded at the calibrated threshold (the assistant would not abstain);
+- answered: the answer is grounded at the fitted threshold (the assistant would not abstain);
 - answered hit: answered and a cited hit, what a user would see as a right answer.
 
 Hits are measured on the answer given with `min_confidence=0` (never abstaining), so an
-abstention is not a miss; the conversation itself runs with the calibrated threshold, as a
+abstention is not a miss; the conversation itself runs with the fitted threshold, as a
 user's would, and a turn it abstains on is asked again with the same history and
 `min_confidence=0` to score its citations. "Random sentence" is the top-1 hit rate of a sentence
 drawn at random from the pool: what the passage pool alone gives.
@@ -162,7 +162,7 @@ class Outcome:
     """One method's answer to one turn."""
 
     answer: Answer  # the never-abstaining answer (min_confidence=0): what hits are measured on
-    answered: bool  # grounded at the calibrated threshold
+    answered: bool  # grounded at the fitted threshold
 
     def hit(self, references: tuple[str, ...]) -> bool:
         return any(passage_of(c.source) in references for c in self.answer.citations)
@@ -194,7 +194,7 @@ def replay(assistant: Assistant, dialogue: Dialogue) -> list[dict[str, Outcome]]
     results = []
     for i, turn in enumerate(dialogue.turns):
         before = list(conversation.history)
-        answer = conversation.ask(turn.question)  # the calibrated threshold, as a user's chat runs
+        answer = conversation.ask(turn.question)  # the fitted threshold, as a user's chat runs
         if answer.grounded:
             chatted = Outcome(answer, True)
         else:  # the same turn with the same history, never abstaining, to score its citations
@@ -391,7 +391,7 @@ def run_mtrag(data: Path, *, pools: tuple[str, ...], limit: int | None, out: Pat
     tables = "\n\n".join(render_table(run, summaries[run.pool]) for run in runs)
     note = (
         "Hits are over the answer that never abstains (min_confidence=0); answered is at the "
-        "calibrated threshold. A hit: a citation lies in one of the turn's reference passages. "
+        "fitted threshold. A hit: a citation lies in one of the turn's reference passages. "
         "Random sentence: the top-1 hit of a sentence drawn at random from the pool."
     )
     report = f"{header}\n\n{tables}\n\n{note}\n"

@@ -1,6 +1,7 @@
 """`rag eval squad FILE`: our hybrid retrieval against BM25-only and dense-only baselines on SQuAD.
 
-Each of the first N articles of a SQuAD-format file becomes one UTF-8 text document (its
+Each of the first N articles of a SQuAD-format file (or, with `--held-out`, the articles the
+learned reader was validated on and never trained on: rag/models/reader/reader.json) becomes one UTF-8 text document (its
 paragraphs joined by blank lines); all of them go into one index, and every question of those
 articles is asked once per retrieval mode. Per mode the report gives:
 
@@ -63,8 +64,11 @@ class Article:
     questions: tuple[Question, ...]
 
 
-def load_articles(path: Path, *, articles: int, questions: int | None, skip: int = 0) -> tuple[list[Article], bool]:
-    """`articles` articles after the first `skip`, each with at most `questions` questions; and whether the file is v2.
+def load_articles(
+    path: Path, *, articles: int, questions: int | None, skip: int = 0, titles: list[str] | None = None
+) -> tuple[list[Article], bool]:
+    """`articles` articles after the first `skip` (or those with the given titles), each with at
+    most `questions` questions; and whether the file is v2.
 
     Raises:
         RagError: the file is missing or not SQuAD JSON.
@@ -73,7 +77,8 @@ def load_articles(path: Path, *, articles: int, questions: int | None, skip: int
         raise RagError(f"{path}: no such SQuAD file; give the path of a SQuAD v1.1 or v2.0 JSON file")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        selected = [_article(entry, questions) for entry in raw["data"][skip : skip + articles]]
+        entries = [e for e in raw["data"] if e["title"] in titles] if titles is not None else raw["data"][skip : skip + articles]
+        selected = [_article(entry, questions) for entry in entries]
     except (ValueError, KeyError, TypeError) as error:
         raise RagError(f"{path}: not a SQuAD JSON file ({type(error).__name__}: {error})") from None
     if not selected:
@@ -148,7 +153,8 @@ def first_match(texts: list[str], gold: tuple[str, ...]) -> int | None:
 
 def direct_answer(answer: Answer) -> str:
     """The answer before its first quoted excerpt ("1918. “…”" → "1918"); all of it when the
-    answer is the quoted statement itself, or nothing is quoted."""
+    answer is the quoted statement itself, or nothing is quoted. (The text, not `Answer.direct`:
+    the rule answerer's text resolves a relative date, "March 1918", that `direct` keeps verbatim.)"""
     head = answer.text.partition("“")[0].strip().removesuffix(".").strip()
     return head or answer.text.strip()
 
@@ -244,14 +250,23 @@ def ask_all(assistant: Assistant, questions: list[Question]) -> dict[str, ModeSt
     return stats
 
 
-def run_squad(path: Path, *, articles: int | None, questions: int | None, out: Path) -> int:
-    """Index the first `articles` articles of a SQuAD file, ask their questions in every mode, report.
+def held_out_titles() -> list[str]:
+    """The articles the shipped reader was validated on and never trained or fitted on."""
+    from rag.reader import METADATA_FILE
+
+    return json.loads(METADATA_FILE.read_text(encoding="utf-8"))["titles"]["validation"]
+
+
+def run_squad(path: Path, *, articles: int | None, questions: int | None, out: Path, held_out: bool = False) -> int:
+    """Index the first `articles` articles of a SQuAD file (with `held_out`, the reader's
+    validation articles instead), ask their questions in every mode, report.
 
     Returns the exit code (0). Raises RagError on a missing or malformed file.
     """
     if articles is not None and articles < 1 or questions is not None and questions < 1:
         raise RagError("--articles and --questions must be at least 1")
-    selected, is_v2 = load_articles(path, articles=articles or DEFAULT_ARTICLES, questions=questions)
+    titles = held_out_titles() if held_out else None
+    selected, is_v2 = load_articles(path, articles=articles or DEFAULT_ARTICLES, questions=questions, titles=titles)
     all_questions = [q for article in selected for q in article.questions]
     if not all_questions:
         raise RagError(f"{path}: the selected articles hold no questions")

@@ -157,12 +157,19 @@ class Answerer:
         confidence = self.calibration.probability(_decision_features(best, candidates))
         if confidence < threshold:
             return Answer(text=ABSTAIN_TEXT, grounded=False, query=question, confidence=confidence)
+        passage = best.hit.passage
+        # The direct answer, verbatim: the words the span was read from ("March of the same
+        # year", which the text resolves to "March 1918"), or the sentence when no span is sought.
+        start, end = (best.span.start, best.span.end) if best.span is not None else (0, len(passage.text))
         return Answer(
             text=_compose(best),
             grounded=True,
             citations=self._citations(best, candidates),
             query=question,
             confidence=confidence,
+            direct=passage.text[start:end],
+            direct_start=passage.start + start,
+            direct_end=passage.start + end,
         )
 
     def features(self, question: str, hits: list[Hit]) -> dict[str, float] | None:

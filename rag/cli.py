@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         "eval",
         help="score answers on a question set (or `rag eval squad FILE`)",
         description="rag eval [--questions FILE] [--index DIR] [--out DIR]\n"
-        "rag eval squad FILE [--articles N] [--questions N] [--out DIR]",
+        "rag eval squad FILE [--articles N | --held-out] [--questions N] [--out DIR]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument("target", nargs="*", help="empty, or: squad FILE")
@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     _index_option(evaluate)
     evaluate.add_argument("--out", default="eval/out", help="report folder (default: eval/out)")
     evaluate.add_argument("--articles", type=int, default=None, help="squad: how many articles")
+    evaluate.add_argument("--held-out", action="store_true",
+                          help="squad: the articles the reader was validated on, never trained on (its reader.json)")
     evaluate.add_argument("--floors", help="fail (exit 1) if a metric drops below the floors in this JSON file")
     _generate_options(evaluate, what="also run every question with the local model writing the answer, and report both side by side")
     evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N single questions (and no conversations)")
@@ -414,7 +416,8 @@ def _run_eval(args) -> int:
         from eval.squad import run_squad
 
         limit = int(args.questions) if args.questions else None
-        return run_squad(Path(args.target[1]), articles=args.articles, questions=limit, out=Path(args.out))
+        return run_squad(Path(args.target[1]), articles=args.articles, questions=limit, out=Path(args.out),
+                         held_out=args.held_out)
     if args.target:
         raise RagError(f"unknown eval target {' '.join(args.target)!r}; use `rag eval` or `rag eval squad FILE`")
     from eval.runner import run_eval

@@ -99,6 +99,11 @@ class Answer:
     confidence: float = 0.0  # the abstention score the decision was taken on (see rag.answering)
     generated: bool = False  # the text was written by a language model and checked (see rag.generation)
     sentences: tuple[SentenceSupport, ...] = ()  # a generated answer's sentences, kept and removed
+    # The direct answer, verbatim in the first citation's source at
+    # [direct_start, direct_end) ("" and None when the answer abstains).
+    direct: str = ""
+    direct_start: int | None = None
+    direct_end: int | None = None
     # How long this answer took, stage by stage; not part of what was answered, so not compared.
     timings: Timings = field(default=Timings(), compare=False)
 
@@ -115,6 +120,9 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "query": self.query,
             "confidence": round(self.confidence, 4),
+            "direct": self.direct,
+            "direct_start": self.direct_start,
+            "direct_end": self.direct_end,
             "generated": self.generated,
             "sentences": [s.to_dict() for s in self.sentences],
         }

@@ -68,7 +68,8 @@ def test_questions_the_documents_do_not_answer_are_declined(sample, question):
 
 def test_answer_json_shape(sample):
     data = sample.ask("When was the Brest peace treaty signed?").to_dict()
-    assert set(data) >= {"answer", "grounded", "citations", "query", "confidence"}
+    assert set(data) >= {"answer", "grounded", "citations", "query", "confidence", "direct", "direct_start", "direct_end"}
+    assert data["direct"] == "March of the same year"  # verbatim; the text resolves it to "March 1918"
     assert data["citations"] and all(
         set(c) == {"text", "source", "start", "end", "score", "location"} for c in data["citations"]
     )

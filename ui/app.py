@@ -112,7 +112,11 @@ def render_answer(question: str, answer: Answer) -> str:
             if removed:
                 body += f"\n\n<small>{removed} written sentence(s) removed: the excerpts they cite do not support them.</small>"
         else:
-            body = f"{_text(answer.text)} {markers}".rstrip()
+            text = _text(answer.text)
+            if answer.direct and answer.text.startswith(answer.direct):
+                # The reader's direct answer comes first, in bold; the quoted sentence follows.
+                text = f"**{_text(answer.direct)}**{_text(answer.text[len(answer.direct):])}"
+            body = f"{text} {markers}".rstrip()
             if answer.sentences:  # a model wrote, but nothing it wrote was supported
                 body += "\n\n<small>The written answer was not supported by its excerpts; this is the extractive answer.</small>"
     else:
