@@ -13,7 +13,6 @@ The encoding and span decoding below are shared with training, so both see the s
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ConfigError
+from .store import file_sha256
 
 MODEL_DIR = Path(__file__).with_name("models") / "reader"
 MODEL_FILE = MODEL_DIR / "model.onnx"
@@ -229,12 +229,7 @@ class Fusion:
 # -- the shipped model ---------------------------------------------------------------------------
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256 = file_sha256  # the store's file hash, also recorded by eval/train_reader.py
 
 
 class Reader:

@@ -187,7 +187,7 @@ def load_shard(index_dir: Path, record: dict) -> store.IndexData:
     """
     folder = index_dir / record["folder"]
     try:
-        if store._checksum(folder / store.MANIFEST) != record["manifest_sha256"]:
+        if store.file_sha256(folder / store.MANIFEST) != record["manifest_sha256"]:
             raise IndexCorruptError(f"{record['folder']}/manifest.json does not match its checksum")
         return store.load(folder)
     except FileNotFoundError:
@@ -461,7 +461,7 @@ def write_shard(
         assert shard.previous_folder is not None
         folder = shard.previous_folder
     fields = ("added", "updated", "removed", "unchanged", "embedded")
-    return ShardWritten(shard.number, folder, store._checksum(root / folder / store.MANIFEST),
+    return ShardWritten(shard.number, folder, store.file_sha256(root / folder / store.MANIFEST),
                         {f: getattr(report, f) for f in fields})
 
 
@@ -568,7 +568,7 @@ def _previous(index_dir: Path, settings: dict, report, shards: int | None) -> di
     for record in written_shards(manifest):  # a damaged shard is rebuilt with the rest
         folder = index_dir / record["folder"]
         try:  # sizes and times only, as opening checks them: an update must not read every shard
-            if store._checksum(folder / store.MANIFEST) != record["manifest_sha256"]:
+            if store.file_sha256(folder / store.MANIFEST) != record["manifest_sha256"]:
                 raise IndexCorruptError(f"the index at {index_dir} is damaged: {record['folder']}'s manifest")
             store._check_files(folder, store.read_manifest(folder), full=False)
         except FileNotFoundError:

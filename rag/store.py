@@ -199,7 +199,7 @@ def _check_files(index_dir: Path, manifest: dict, *, full: bool) -> None:
             raise IndexCorruptError(_corrupt(
                 index_dir, f"{name} has {stat.st_size:,} bytes where {recorded['size']:,} were written"))
         if full or not recorded or stat.st_mtime_ns != recorded["mtime_ns"]:
-            if _checksum(path) != expected:
+            if file_sha256(path) != expected:
                 raise IndexCorruptError(_corrupt(index_dir, f"{name} does not match its checksum"))
 
 
@@ -249,10 +249,10 @@ def write(
     bm25.save(str(index_dir / files["bm25"]), show_progress=False)
     stages["bm25"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    checksums = {files["passages"]: _checksum(index_dir / files["passages"]),
-                 files["vectors"]: _checksum(index_dir / files["vectors"])}
+    checksums = {files["passages"]: file_sha256(index_dir / files["passages"]),
+                 files["vectors"]: file_sha256(index_dir / files["vectors"])}
     for path in sorted((index_dir / files["bm25"]).iterdir()):
-        checksums[f"{files['bm25']}/{path.name}"] = _checksum(path)
+        checksums[f"{files['bm25']}/{path.name}"] = file_sha256(path)
     for name in sorted({r.text for r in sources.values() if r.text}):
         checksums[name] = _write_text(index_dir, name, (texts or {}).get(name))
     for name in checksums:
@@ -328,7 +328,7 @@ def _write_text(index_dir: Path, name: str, text: str | None) -> str:
     """Write a stored text unless it is already there intact; return its checksum."""
     path = index_dir / name
     expected = name.removeprefix(f"{TEXTS}/").removesuffix(".txt")
-    if path.is_file() and _checksum(path) == expected:
+    if path.is_file() and file_sha256(path) == expected:
         return expected
     assert text is not None and text_name(text) == name, f"no text given for {name}"
     path.parent.mkdir(exist_ok=True)
@@ -340,7 +340,7 @@ def _write_text(index_dir: Path, name: str, text: str | None) -> str:
     return expected
 
 
-def _checksum(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
