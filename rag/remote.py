@@ -29,6 +29,9 @@ def answer_from_dict(data: dict) -> Answer:
         confidence=data.get("confidence", 0.0),
         generated=data.get("generated", False),
         sentences=tuple(SentenceSupport(**{**s, "cites": tuple(s.get("cites", ()))}) for s in data.get("sentences", ())),
+        direct=data.get("direct", ""),
+        direct_start=data.get("direct_start"),
+        direct_end=data.get("direct_end"),
     )
 
 

@@ -13,7 +13,8 @@ from rag.types import Answer, Citation
 
 def test_an_answer_survives_its_json_unchanged():
     answer = Answer(text="March 1918. “…”", grounded=True, query="When?", confidence=0.91,
-                    citations=[Citation(text="In March 1918 …", source="/d/a.txt", start=3, end=17, score=0.5, location="page 2")])
+                    citations=[Citation(text="In March 1918 …", source="/d/a.txt", start=3, end=17, score=0.5, location="page 2")],
+                    direct="March 1918", direct_start=6, direct_end=16)
     assert answer_from_dict(answer.to_dict()) == answer
 
 

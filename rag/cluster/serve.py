@@ -48,11 +48,11 @@ class _RemoteEmbedder:
         return np.asarray(self._handle.encode.remote(list(texts)).result(), dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+        return self.encode_questions([text])[0]
 
     def encode_questions(self, texts: list[str]) -> np.ndarray:
         # A follow-up embeds its question and the turns it continues at once.
-        return self.encode(texts)
+        return np.asarray(self._handle.encode_questions.remote(list(texts)).result(), dtype=np.float32)
 
     @property
     def questions_ready(self) -> bool:
@@ -99,6 +99,11 @@ def build_app(index_dir: str, *, replicas: int = 1):
 
         def encode(self, texts: list[str]) -> np.ndarray:
             return self.embedder.encode(texts)
+
+        def encode_questions(self, texts: list[str]) -> np.ndarray:
+            # Questions as a local `rag ask` embeds them (the ONNX export): the same vectors, so
+            # the server's answers are exactly the local ones.
+            return self.embedder.encode_questions(texts)
 
     class ShardSearch:
         def __init__(self, index: str, record: dict):
