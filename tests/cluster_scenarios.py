@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -41,6 +42,37 @@ SERVER_READY_TIMEOUT = 600
 def rag(*args: str, cwd: Path, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=cwd, capture_output=True, text=True,
                           encoding="utf-8", timeout=timeout, env={**os.environ})
+
+
+def start_rag(*args: str, cwd: Path) -> subprocess.Popen:
+    """`rag ARGS` in the background, its output read line by line (see `watch_lines`)."""
+    return subprocess.Popen([sys.executable, "-m", "rag.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8", env={**os.environ})
+
+
+def watch_lines(stream, lines: list[str], marker: Callable[[str], bool]) -> threading.Event:
+    """Collect `stream`'s lines into `lines` in a thread. The event is set by the first line
+    `marker` accepts, or when the stream ends (so a wait on it never outlasts the process)."""
+    seen = threading.Event()
+
+    def watch() -> None:
+        for line in iter(stream.readline, ""):
+            lines.append(line)
+            if marker(line):
+                seen.set()
+        seen.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
+def finish(process: subprocess.Popen, *, timeout: float) -> None:
+    """Wait for `process` to end, killing it after `timeout` seconds."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def documents(workdir: Path, articles: int) -> tuple[Path, list[str]]:
@@ -102,29 +134,15 @@ def main(workdir: Path) -> dict:
         for path in docs.glob("*.txt"):  # every shard changes, so every shard is rewritten
             path.write_text(path.read_text(encoding="utf-8") + "\nA closing remark was added to this file.\n",
                             encoding="utf-8")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "index", str(docs), "--index", str(workdir / "sharded"), "--ray", address,
-             "--workers", "2", "--progress"],
-            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env={**os.environ})
-        seen = threading.Event()
+        process = start_rag("index", str(docs), "--index", str(workdir / "sharded"), "--ray", address,
+                            "--workers", "2", "--progress", cwd=workdir)
         stderr_lines: list[str] = []
-
-        def watch() -> None:
-            for line in iter(process.stderr.readline, ""):
-                stderr_lines.append(line)
-                if "embedding" in line:  # the bar appears once the job is submitted
-                    seen.set()
-            seen.set()
-
-        threading.Thread(target=watch, daemon=True).start()
+        # The bar appears once the job is submitted.
+        seen = watch_lines(process.stderr, stderr_lines, lambda line: "embedding" in line)
         seen.wait(timeout=COMMAND_TIMEOUT)
         cluster.remove_node(worker, allow_graceful=False)
         report["removed_node_during_embedding"] = process.poll() is None
-        try:
-            process.wait(timeout=COMMAND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        finish(process, timeout=COMMAND_TIMEOUT)
         report["kill_returncode"] = process.returncode
         report["kill_stderr_last"] = "".join(stderr_lines)[-600:].strip().splitlines()[-1:] if stderr_lines else []
         after_manifest = (workdir / "sharded" / "manifest.json").read_bytes()
@@ -144,21 +162,10 @@ def main(workdir: Path) -> dict:
 
         # 3. `rag serve` on the cluster answers over HTTP as `rag ask --json` does locally.
         port = 8000  # the namespace is fresh: nothing else listens here
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "serve", "--index", str(workdir / "sharded"), "--ray", address,
-             "--port", str(port), "--replicas", "1"],
-            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env={**os.environ})
-        ready = threading.Event()
+        server = start_rag("serve", "--index", str(workdir / "sharded"), "--ray", address,
+                           "--port", str(port), "--replicas", "1", cwd=workdir)
         server_out: list[str] = []
-
-        def watch_server() -> None:
-            for line in iter(server.stdout.readline, ""):
-                server_out.append(line)
-                if line.startswith("serving "):
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=watch_server, daemon=True).start()
+        ready = watch_lines(server.stdout, server_out, lambda line: line.startswith("serving "))
         ready.wait(timeout=SERVER_READY_TIMEOUT)
         report["server_ready"] = server.poll() is None and any(line.startswith("serving ") for line in server_out)
         if report["server_ready"]:
@@ -172,11 +179,7 @@ def main(workdir: Path) -> dict:
             report["serve_agrees_with_ask_json"] = agree
             report["remote_agrees_with_single_index"] = remote_agree
         server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        finish(server, timeout=120)
         report["server_stderr"] = server.stderr.read()[-1500:]
     finally:
         ray.shutdown()
