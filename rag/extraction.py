@@ -32,9 +32,9 @@ _ASKS_WHEN = (
 _ASKS_WHO = (
     r"^(?:and\s+)?(?:who|whom|whose)\b"
     r"|\b(?:which|what)\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|commander|officer|diplomat|ambassador|king|queen"
-    r"|president|minister|author|writer|scientist|editor|spy|agent|henchman)\b"
+    r"|president|minister|author|writer|scientist|editor|spy|agent)\b"
     r"|\bwhat\s+(?:was|is)\s+(?:his|her|the)\s+(?:\w+\s+)?name\b"
-    r"|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|diplomat|ambassador|henchman|editor|agent)\b"
+    r"|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|diplomat|ambassador|editor|agent)\b"
 )
 _ASKS_WHERE = (
     r"^(?:and\s+)?where\b"
@@ -386,7 +386,7 @@ def _is_common_opener(first: str) -> bool:
     first = first.rstrip(",")
     return first.lower().endswith(("ed", "ing", "ly")) or first.lower() in {
         "however", "despite", "even", "although", "though", "because", "after", "before", "while",
-        "during", "faced", "eventually", "later", "shortly", "uneasy", "according", "in", "on", "at",
+        "during", "later", "according", "in", "on", "at",
         "this", "that", "these", "those", "there", "it", "they", "he", "she", "we", "you", "his", "her",
         "their", "our", "my", "a", "an", "the", "when", "what", "where", "why", "how", "if", "as",
         "then", "thus", "so", "but", "and", "or", "yes", "no", "write", "let", "then",
