@@ -130,7 +130,7 @@ def test_a_damaged_shard_is_refused_naming_the_index_and_rebuilt_by_the_next_bui
     index = tmp_path / "index"
     Assistant.build([docs], index_dir=index, shards=2)
     folder = json.loads((index / "manifest.json").read_text())["shards"][0]["folder"]
-    passages = next((index / folder).glob("passages-*.jsonl"))
+    passages = next((index / folder).glob("passages-*.utf8"))
     passages.write_bytes(passages.read_bytes()[:-10])
     with pytest.raises(IndexCorruptError, match=f"the index at {index} is damaged.*{folder}"):
         Assistant.open(index)
