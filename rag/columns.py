@@ -189,7 +189,8 @@ def read(stem: Path) -> PassageTable:
     The files must have been checked to have their full size first (rag.store does).
     """
     path = stem.with_name(stem.name + ROWS_SUFFIX)
-    rows = np.load(path, mmap_mode="r", allow_pickle=False)
+    # A plain array over the map: numpy.memmap's own indexing costs more than the row it reads.
+    rows = np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     if not rows.size:  # nothing to map
         rows = np.load(path, allow_pickle=False)
     if rows.dtype != ROW:

@@ -99,6 +99,18 @@ class Bm25Index:
         return scores
 
 
+def top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """The rows of the `depth` highest positive scores, in no particular order.
+
+    Only passages sharing a term with the query score above 0, usually a small share of a large
+    collection: selecting among them is what costs, not among every passage.
+    """
+    rows = np.flatnonzero(scores > 0)
+    if len(rows) > depth:
+        rows = rows[np.argpartition(-scores[rows], depth - 1)[:depth]]
+    return rows
+
+
 def build(passage_terms: Iterable[Sequence[str]]) -> Bm25Index:
     """The index of the passages whose terms are given, in passage order."""
     vocabulary: dict[str, int] = {}
@@ -189,4 +201,5 @@ def load(folder: Path) -> Bm25Index:
 
 def _load_array(path: Path) -> np.ndarray:
     array = np.load(path, mmap_mode="r", allow_pickle=False)
-    return np.load(path, allow_pickle=False) if array.size == 0 else array
+    # A plain array over the map: numpy.memmap's own slicing costs more than the slice it reads.
+    return np.load(path, allow_pickle=False) if array.size == 0 else array.view(np.ndarray)

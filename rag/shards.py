@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__, columns, store
+from . import __version__, columns, lexical, store
 from . import vectors as vector_index
 from .errors import ConfigError, IndexCorruptError, IndexStaleError, RagError
 from .retrieval import Retriever
@@ -270,8 +270,7 @@ class ShardSearcher:
             elif known:
                 scores = self.data.bm25.get_scores(known)
             if known:
-                top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
-                out["lexical"] = [(int(i), float(scores[i])) for i in top]
+                out["lexical"] = [(int(i), float(scores[i])) for i in lexical.top(scores, depth)]
         if vector is not None:
             for i, _ in out["lexical"]:
                 out["dense_of"][i] = float(vector_index.vector(self.data.faiss_index, i) @ vector)
