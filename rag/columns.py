@@ -35,6 +35,7 @@ ROW = np.dtype([
     ("paragraph", "<i4"),
 ])
 BLOB_SUFFIX = ".utf8"
+ITERATION_BLOCK = 65_536  # rows read per block when iterating: a few MB of columns at a time
 ROWS_SUFFIX = ".npy"
 
 
@@ -72,8 +73,18 @@ class PassageTable(Sequence[Passage]):
         )
 
     def __iter__(self) -> Iterator[Passage]:
-        for i in range(len(self)):
-            yield self[i]
+        # In blocks, each column read at once: walking a million passages (to group them by
+        # source, say) costs the objects, not a numpy lookup per field.
+        for first in range(0, len(self), ITERATION_BLOCK):
+            rows = self.rows[first : first + ITERATION_BLOCK]
+            blob = self._blob
+            for id_, (t0, t1), (l0, l1), (s0, s1), start, end, position, paragraph in zip(
+                rows["id"].tolist(), rows["text"].tolist(), rows["location"].tolist(), rows["source"].tolist(),
+                rows["start"].tolist(), rows["end"].tolist(), rows["position"].tolist(), rows["paragraph"].tolist(),
+            ):
+                yield Passage(id=id_.decode("ascii"), source=self._source(s0, s1), start=start, end=end,
+                              text=blob[t0:t1].decode("utf-8"), position=position, paragraph=paragraph,
+                              location=None if l0 < 0 else blob[l0:l1].decode("utf-8"))
 
     def _source(self, start: int, end: int) -> str:
         key = (start, end)
@@ -215,6 +226,12 @@ def rows_by_source(passages: Sequence[Passage]) -> dict[str, np.ndarray]:
             block = np.arange(first, end, dtype=np.int64)
             out[source] = np.concatenate([out[source], block]) if source in out else block
         return out
+    if isinstance(passages, Chain):  # each part's, numbered after the parts before it
+        chained: dict[str, np.ndarray] = {}
+        for start, part in zip(passages.starts, passages.parts):
+            for source, rows in rows_by_source(part).items():
+                chained[source] = np.concatenate([chained[source], rows + start]) if source in chained else rows + start
+        return chained
     grouped: dict[str, list[int]] = {}
     for row, passage in enumerate(passages):
         grouped.setdefault(passage.source, []).append(row)

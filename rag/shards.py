@@ -108,11 +108,10 @@ class CorpusStatistics:
     def __init__(self, shards: Sequence[store.IndexData]):
         df: dict[str, int] = {}
         for shard in shards:
-            indptr = np.asarray(shard.bm25.scores["indptr"])
-            counts = np.diff(indptr)
-            for term, column in shard.bm25.vocab_dict.items():
+            counts = np.diff(np.asarray(shard.bm25.scores["indptr"])).tolist()  # plain ints: fast to add
+            for term, count in zip(shard.bm25.terms, counts):
                 if term:
-                    df[term] = df.get(term, 0) + int(counts[column])
+                    df[term] = df.get(term, 0) + count
         self.vocab_dict = {term: column for column, term in enumerate(df)}
         self.scores = {"indptr": np.concatenate([[0], np.cumsum(list(df.values()), dtype=np.int64)])}
 
