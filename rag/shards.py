@@ -52,8 +52,9 @@ from .text import Vocabulary
 from .types import Document, Passage
 
 LAYOUT = "sharded"
-# 1: the first sharded layout (shard folders written by rag.store format 2).
-SHARDED_FORMAT_VERSION = 1
+# 1: the first sharded layout (shard folders written by rag.store format 3).
+# 2: shard folders written by rag.store format 4 (columnar passages, BM25 postings).
+SHARDED_FORMAT_VERSION = 2
 SHARD_PREFIX = "shard-"
 # More shards than this only multiplies small files and per-question fan-out on one machine;
 # at 100 million passages, 256 shards hold ~400,000 passages each (see README, Beyond one machine).
@@ -483,9 +484,9 @@ def build(
         writer: writes the rewritten shards.
     """
     if shards is None:  # keep the existing index's count, even if a shard is damaged
-        try:
-            shards = len(read_manifest(index_dir)["shards"])
-        except RagError:
+        try:  # of any format: an index of an earlier one is rebuilt with as many shards
+            shards = len(store.read_manifest(index_dir, any_format=True)["shards"])
+        except (RagError, KeyError, TypeError):
             raise ConfigError(f"{index_dir} is not a sharded index; give the number of shards (--shards N)") from None
     previous = _previous(index_dir, settings, report, shards)
     plans = plan(documents, previous, shards)
