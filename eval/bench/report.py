@@ -112,6 +112,10 @@ def print_growth(growth: list[dict]) -> None:
             f"{written['peak_increase_bytes'] / n:,.0f}",
         ))
     print_table(table)
+    last = growth[-1]["open"]
+    print(f"at {growth[-1]['passages']:,} passages: Assistant.open {last['assistant_open_seconds']:.2f} s, "
+          f"then a first ask {last['first_ask_seconds']:.2f} s and a second {last['second_ask_seconds']:.2f} s "
+          "(question model loaded before)")
     rate = growth[-1]["write"]["tokenizing_passages_per_second"]
     print(f"index = flat (exact) or ivf nlist/nprobe; write s excludes tokenizing for BM25 (rag.text.terms, "
           f"measured apart: {rate:,.0f} passages/s, i.e. {growth[-1]['passages'] / rate:,.0f} s more for "

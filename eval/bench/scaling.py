@@ -133,7 +133,8 @@ def store_child(task: StoreTask) -> dict:
         current, peak = memory_bytes()
         assert len(data.passages) == task.passages
         return {"seconds": seconds, "peak_increase_bytes": peak - before, "resident_increase_bytes": current - before,
-                "peak_reset": reset, **search_measurements(data, inputs["questions"])}
+                "peak_reset": reset, **search_measurements(data, inputs["questions"]),
+                **assistant_measurements(task.index_dir, inputs["questions"][0])}
     contents, tokenizing = synthetic_contents(task.passages, task.dimension, inputs["texts"], task.model)
     task.index_dir.mkdir(parents=True, exist_ok=True)
     before, reset = reset_peak_memory()
@@ -184,6 +185,18 @@ def update_child(task: StoreTask, texts: list[str]) -> dict:
     spec = data.manifest["vector_index"]
     return {"seconds": seconds, "passages": len(fresh), "vector_index": spec,
             "lists_kept": spec.get("changed_since_training", 0) > 0, "stages": data.manifest.get("build_seconds", {})}
+
+
+def assistant_measurements(index_dir: Path, question: str) -> dict:
+    """What a user waits for: `Assistant.open` (the synthetic sources are not files, so their
+    staleness is not checked), then a first and a second `ask`, the question model loaded before."""
+    from rag.assistant import Assistant
+
+    assistant, open_seconds = timed(lambda: Assistant.open(index_dir, stale_ok=True))
+    assistant.warm_up()
+    _, first = timed(lambda: assistant.ask(question))
+    _, second = timed(lambda: assistant.ask(question))
+    return {"assistant_open_seconds": open_seconds, "first_ask_seconds": first, "second_ask_seconds": second}
 
 
 def search_measurements(data, questions: list[str]) -> dict:
