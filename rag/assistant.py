@@ -5,12 +5,12 @@ import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from . import columns, store
 from . import shards as sharding
-from . import store
 from .answering import CANDIDATES, Answerer
 from .documents import collect
 from .embedding import Embedder, PassageEncoder, Progress, QuestionEncoding
@@ -27,7 +27,7 @@ from .settings import (
 )
 from .splitting import split_document
 from .store import SourceRecord
-from .text import TOKENIZER_VERSION, terms
+from .text import TOKENIZER_VERSION
 from .types import Answer, Document, Hit, Passage, Timings
 from .vectors import VectorIndexSpec
 
@@ -342,7 +342,7 @@ class Assistant:
     # -- facts -------------------------------------------------------------------------------
 
     @property
-    def passages(self) -> list[Passage]:
+    def passages(self) -> Sequence[Passage]:
         return self._data.passages
 
     def source_text(self, source: str) -> str | None:
@@ -472,12 +472,8 @@ def _update(
         store.remove_unreferenced(index_dir, previous.manifest)  # what an interrupted run left
         return previous  # nothing to write: never re-embed or rewrite an unchanged index
 
-    # Reuse the vectors of unchanged sources; split and embed the rest.
-    old_vectors = previous.vectors() if previous else None
-    old_rows: dict[str, list[int]] = {}
-    if previous:
-        for row, passage in enumerate(previous.passages):
-            old_rows.setdefault(passage.source, []).append(row)
+    # Carry the unchanged sources' rows over (rag.store.Carried); split and embed the rest.
+    old_rows = columns.rows_by_source(previous.passages) if previous else {}
     fresh: dict[str, list[Passage]] = {
         d.source: split_document(d, chunking) for d in documents if d.source not in report.unchanged
     }
@@ -488,8 +484,9 @@ def _update(
 
     import numpy as np
 
-    passages: list[Passage] = []
+    new_passages: list[Passage] = []
     blocks = []
+    carried = []  # per source: its rows in the previous index, or -1 for each new passage
     fresh_start = {}
     cursor = 0
     for source in sorted(fresh):
@@ -504,13 +501,12 @@ def _update(
             source_passages = fresh[source]
             start = fresh_start[source]
             blocks.append(fresh_vectors[start : start + len(source_passages)])
+            new_passages.extend(source_passages)
+            carried.append(np.full(len(source_passages), -1, dtype=np.int64))
         else:
-            rows = old_rows.get(source, [])
             # Not fresh: the source is unchanged, so it is in the previous index.
-            assert previous is not None and old_vectors is not None
-            source_passages = [previous.passages[r] for r in rows]
-            blocks.append(old_vectors[rows])
-        passages.extend(source_passages)
+            assert previous is not None
+            carried.append(old_rows.get(source, np.zeros(0, dtype=np.int64)))
         # The text of a PDF, HTML or Word file is kept in the index: offsets refer to it.
         text_name = None if document.format in OWN_TEXT_FORMATS else store.text_name(document.text)
         if text_name:
@@ -520,25 +516,26 @@ def _update(
             size=document.size,
             mtime_ns=Path(source).stat().st_mtime_ns,
             encoding=document.encoding,
-            passages=len(source_passages),
+            passages=len(carried[-1]),
             format=document.format,
             text=text_name,
             indexed_at=now if source in fresh else old_sources[source].indexed_at,
         )
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
+    rows = np.concatenate(carried) if carried else np.zeros(0, dtype=np.int64)
     if progress is True:  # the bar has finished; a large index takes minutes more to write
         import sys
 
-        print(f"writing the index of {len(passages):,} passages (vectors, BM25, checksums)", file=sys.stderr, flush=True)
+        print(f"writing the index of {len(rows):,} passages (vectors, BM25, checksums)", file=sys.stderr, flush=True)
     data = store.write(
         index_dir,
-        passages=passages,
+        passages=new_passages,
         vectors=vectors,
-        passage_terms=[terms(p.text) for p in passages],
         sources=sources,
         settings=settings,
         previous=previous.manifest if previous else None,
         texts=texts,
+        carried=store.Carried(previous, rows) if previous else None,
     )
     report.written = True
     return data

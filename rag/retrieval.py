@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from . import vectors
+from .lexical import top as top_scores
 from .store import IndexData
 from .text import terms
-from .types import Hit
+from .types import Hit, Passage
 
 if TYPE_CHECKING:  # rag.shards imports this module
     from .shards import ShardedIndexData
@@ -50,10 +51,21 @@ class Retriever:
             query_vector: its unit embedding (for dense search); unused in "bm25" mode.
             mode: "hybrid" (default), or one retriever alone for baselines.
         """
-        passages = self.index.passages
-        n = len(passages)
+        stored = self.index.passages
+        n = len(stored)
         if n == 0:
             return []
+        # A stored passage is made from its columns when asked for (rag.columns): each candidate
+        # once per search, not once per comparison of the sorts below.
+        made: dict[int, Passage] = {}
+
+        class _Made:
+            def __getitem__(self, i: int) -> Passage:
+                if i not in made:
+                    made[i] = stored[i]
+                return made[i]
+
+        passages = _Made()
         depth = min(CANDIDATES, n)
         dense = self._dense(query_vector, depth) if mode in ("hybrid", "dense") and query_vector is not None else {}
         lexical = self._lexical(query, depth) if mode in ("hybrid", "bm25") else {}
@@ -116,5 +128,4 @@ class Retriever:
         if not query_terms:
             return {}
         scores = bm25.get_scores(query_terms)
-        top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
-        return {int(i): float(scores[i]) for i in top}
+        return {int(i): float(scores[i]) for i in top_scores(scores, depth)}

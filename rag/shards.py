@@ -20,9 +20,9 @@ default, but that ranks one index's passages differently when a shard holds few 
 4 SQuAD articles in 3 shards (60 questions) the top-10 overlap with one index was 0.815, and
 0.975 with corpus-wide idf (`pytest tests/test_shards.py -k squad -s` prints both).
 So, like Elasticsearch's `dfs_query_then_fetch`, each shard scores with the collection's
-statistics (`CORPUS_STATISTICS`): a stored BM25 score is idf * tf / (tf + k1 (1 - b + b dl/avgdl)),
-so from the shard's idf and average length the term frequency is recovered (a whole number) and
-the score recomputed with the collection's idf and average length: exactly one index's score.
+statistics (`CORPUS_STATISTICS`): a shard stores term frequencies and passage lengths
+(rag.lexical), so it scores idf * tf / (tf + k1 (1 - b + b dl/avgdl)) with the collection's idf
+and average length: exactly one index's score.
 With corpus idf alone the overlap was 0.975; 4 of 14 answers on 2 SQuAD articles still differed
 from one index's through the fused ranking. The answerer weighs question words by the same
 corpus-wide document frequencies, summed over the shards, so it sees one collection.
@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__, store
+from . import __version__, columns, lexical, store
 from . import vectors as vector_index
 from .errors import ConfigError, IndexCorruptError, IndexStaleError, RagError
 from .retrieval import Retriever
@@ -52,8 +52,9 @@ from .text import Vocabulary
 from .types import Document, Passage
 
 LAYOUT = "sharded"
-# 1: the first sharded layout (shard folders written by rag.store format 2).
-SHARDED_FORMAT_VERSION = 1
+# 1: the first sharded layout (shard folders written by rag.store format 3).
+# 2: shard folders written by rag.store format 4 (columnar passages, BM25 postings).
+SHARDED_FORMAT_VERSION = 2
 SHARD_PREFIX = "shard-"
 # More shards than this only multiplies small files and per-question fan-out on one machine;
 # at 100 million passages, 256 shards hold ~400,000 passages each (see README, Beyond one machine).
@@ -64,7 +65,7 @@ CORPUS_STATISTICS = True
 
 
 def lucene_idf(df: int, n: int) -> float:
-    """bm25s's default ("lucene") idf, which its stored scores are multiplied by."""
+    """Lucene's idf, as rag.lexical scores with it."""
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
@@ -108,11 +109,10 @@ class CorpusStatistics:
     def __init__(self, shards: Sequence[store.IndexData]):
         df: dict[str, int] = {}
         for shard in shards:
-            indptr = np.asarray(shard.bm25.scores["indptr"])
-            counts = np.diff(indptr)
-            for term, column in shard.bm25.vocab_dict.items():
+            counts = np.diff(np.asarray(shard.bm25.scores["indptr"])).tolist()  # plain ints: fast to add
+            for term, count in zip(shard.bm25.terms, counts):
                 if term:
-                    df[term] = df.get(term, 0) + int(counts[column])
+                    df[term] = df.get(term, 0) + count
         self.vocab_dict = {term: column for column, term in enumerate(df)}
         self.scores = {"indptr": np.concatenate([[0], np.cumsum(list(df.values()), dtype=np.int64)])}
 
@@ -134,10 +134,10 @@ class ShardedIndexData:
         return starts
 
     @functools.cached_property
-    def passages(self) -> list[Passage]:
+    def passages(self) -> Sequence[Passage]:
         # A source lies in one shard, its passages in document order: the answerer finds a
-        # passage's neighbours in this list as in one index's.
-        return [p for shard in self.shards for p in shard.passages]
+        # passage's neighbours in this sequence as in one index's. Made on demand, as a shard's are.
+        return columns.Chain([shard.passages for shard in self.shards])
 
     @property
     def sources(self) -> dict[str, store.SourceRecord]:
@@ -232,13 +232,10 @@ class ShardSearcher:
     def __init__(self, data: store.IndexData):
         self.data = data
 
-    @functools.cached_property
+    @property
     def lengths(self) -> np.ndarray:
-        """Each passage's length in BM25 terms, as bm25s counted it when indexing (computed on
-        first use: a shard does not store it)."""
-        from .text import terms
-
-        return np.array([len(terms(p.text)) for p in self.data.passages], dtype=np.float64)
+        """Each passage's length in BM25 terms (stored by rag.lexical)."""
+        return self.data.bm25.lengths
 
     def candidates(
         self, query_terms: list[str], vector: np.ndarray | None, depth: int, mode: str,
@@ -273,8 +270,7 @@ class ShardSearcher:
             elif known:
                 scores = self.data.bm25.get_scores(known)
             if known:
-                top = np.argpartition(-scores, min(depth, len(scores) - 1))[:depth]
-                out["lexical"] = [(int(i), float(scores[i])) for i in top]
+                out["lexical"] = [(int(i), float(scores[i])) for i in lexical.top(scores, depth)]
         if vector is not None:
             for i, _ in out["lexical"]:
                 out["dense_of"][i] = float(vector_index.vector(self.data.faiss_index, i) @ vector)
@@ -283,21 +279,7 @@ class ShardSearcher:
 
     def _collection_scores(self, known: list[str], idf: dict[str, float], average_length: float) -> np.ndarray:
         """BM25 scores of every passage of this shard as one index of the whole collection gives them."""
-        bm25, n = self.data.bm25, len(self.data.passages)
-        indptr = np.asarray(bm25.scores["indptr"])
-        lengths = self.lengths
-        own_norm = bm25.k1 * (1 - bm25.b + bm25.b * lengths / lengths.mean())
-        norm = bm25.k1 * (1 - bm25.b + bm25.b * lengths / average_length)
-        scores = np.zeros(n, dtype=np.float64)
-        for term in known:
-            column = bm25.vocab_dict[term]
-            own_idf = lucene_idf(int(indptr[column + 1] - indptr[column]), n)
-            stored = np.asarray(bm25.get_scores([term]), dtype=np.float64)
-            rows = np.nonzero(stored)[0]
-            share = stored[rows] / own_idf  # tf / (tf + own_norm)
-            tf = np.rint(own_norm[rows] * share / (1 - share))
-            scores[rows] += idf[term] * tf / (tf + norm[rows])
-        return scores
+        return self.data.bm25.get_scores(known, idf_of=idf, average_length=average_length)
 
 
 # Asks every shard for its candidates: in process by default; rag.cluster.serve passes one that
@@ -340,8 +322,8 @@ class ShardedRetriever(Retriever):
             average_length = self.average_length
             statistics, n = self.index.bm25, len(self.index.passages)
             indptr = statistics.scores["indptr"]
-            columns = [(t, statistics.vocab_dict[t]) for t in query_terms if t in statistics.vocab_dict]
-            idf = {t: lucene_idf(int(indptr[c + 1] - indptr[c]), n) for t, c in columns}
+            found = [(t, statistics.vocab_dict[t]) for t in query_terms if t in statistics.vocab_dict]
+            idf = {t: lucene_idf(int(indptr[c + 1] - indptr[c]), n) for t, c in found}
         answers = self._fan_out(query_terms, query_vector, depth, mode, idf, average_length)
         dense, lexical, dense_of = {}, {}, {}
         for offset, answer in zip(self.index.offsets, answers):
@@ -502,9 +484,9 @@ def build(
         writer: writes the rewritten shards.
     """
     if shards is None:  # keep the existing index's count, even if a shard is damaged
-        try:
-            shards = len(read_manifest(index_dir)["shards"])
-        except RagError:
+        try:  # of any format: an index of an earlier one is rebuilt with as many shards
+            shards = len(store.read_manifest(index_dir, any_format=True)["shards"])
+        except (RagError, KeyError, TypeError):
             raise ConfigError(f"{index_dir} is not a sharded index; give the number of shards (--shards N)") from None
     previous = _previous(index_dir, settings, report, shards)
     plans = plan(documents, previous, shards)

@@ -3,10 +3,12 @@
 Layout of an index folder (every name but the manifest carries a generation tag):
 
     manifest.json               format version, model, chunking, sources with hashes, file checksums
-    passages-<gen>.jsonl        one passage per line, in the order of the vectors
+    passages-<gen>.utf8         the passages' texts, locations and sources, one UTF-8 blob ...
+    passages-<gen>.npy          ... and one fixed-size row per passage, in the order of the vectors
+                                (see rag.columns: memory-mapped, a passage is made when asked for)
     vectors-<gen>.faiss         FAISS inner-product index over unit vectors: exact, or IVF for
                                 large collections (see rag.vectors; the manifest records which)
-    bm25-<gen>/                 bm25s index over the same passages
+    bm25-<gen>/                 BM25 postings (term frequencies) over the same passages (rag.lexical)
     texts/<sha256>.txt          the text extracted from each PDF, HTML or Word source, which its
                                 passages' offsets refer to (named by the hash of that text)
     .lock                       held while writing
@@ -14,6 +16,12 @@ Layout of an index folder (every name but the manifest carries a generation tag)
 Writes are atomic: a new generation is written beside the old one and the manifest is replaced
 in one `os.replace`, so a crash at any point leaves the previous manifest and its files intact.
 Files no manifest refers to are removed on the next successful write.
+
+An update carries the unchanged passages over from the previous generation without making them
+into objects again (`Carried`): their rows and text are copied from the previous files, their
+BM25 postings merged with the new passages' (rag.lexical.merge), and an IVF index keeps its
+trained lists, the new vectors assigned to them (rag.vectors.update), so changing one document
+of a million passages costs a few seconds where a rebuild costs minutes.
 
 Opening checks each file's size and modification time against the manifest and hashes only a
 file whose time differs, so opening costs the same at any size; a truncated file is always
@@ -30,26 +38,28 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, columns, lexical
 from . import vectors as vector_index
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
-from .text import Vocabulary
+from .text import Vocabulary, terms
 from .types import Passage
 
 if TYPE_CHECKING:  # heavy imports, made where they are used
-    import bm25s
     import faiss
 
 # 2: passages carry their location (page or heading); sources their format and extracted text.
 # 3: PDF text cleaned of headers, footers, contents pages and line-end hyphens (rag.pdftext);
 #    locations name printed page labels, the paragraph under a heading, a plain text's lines;
-#    sources record when they were indexed. An index of an earlier format is rebuilt by
-#    `rag index` (and by the default index on first use); opening it says so.
-FORMAT_VERSION = 3
+#    sources record when they were indexed.
+# 4: passages as columns (rag.columns) instead of JSON Lines, BM25 as term-frequency arrays
+#    (rag.lexical) instead of bm25s's scores: opening parses nothing, an update merges.
+# An index of an earlier format is rebuilt by `rag index` (and by the default index on first
+# use); opening it says so.
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 TEXTS = "texts"  # the folder of extracted texts
 LOCK = ".lock"
@@ -76,9 +86,9 @@ class IndexData:
     """An index loaded in memory."""
 
     manifest: dict
-    passages: list[Passage]
+    passages: Sequence[Passage]  # a rag.columns.PassageTable when read from disk
     faiss_index: faiss.Index
-    bm25: bm25s.BM25
+    bm25: lexical.Bm25Index
 
     @property
     def sources(self) -> dict[str, SourceRecord]:
@@ -87,7 +97,7 @@ class IndexData:
     @functools.cached_property
     def vocabulary(self) -> Vocabulary:
         """The stemmed terms BM25 indexed, for matching question words."""
-        return Vocabulary(t for t in self.bm25.vocab_dict if t)
+        return Vocabulary(t for t in self.bm25.terms if t)
 
     def vectors(self) -> np.ndarray:
         """All passage vectors, in passage order (read back from the FAISS index)."""
@@ -153,21 +163,18 @@ def load(index_dir: Path) -> IndexData:
     Raises:
         IndexNotFoundError, IndexCorruptError, IndexStaleError
     """
-    import bm25s
-
     manifest = read_manifest(index_dir)
     _check_files(index_dir, manifest, full=False)
     files = manifest["files"]
     try:
-        with open(index_dir / files["passages"], encoding="utf-8") as handle:
-            passages = [Passage(**json.loads(line)) for line in handle]
+        passages = columns.read(index_dir / _stem(files["passages"]))
         spec = vector_index.VectorIndexSpec.from_manifest(manifest)
         faiss_index = vector_index.read(index_dir / files["vectors"], spec)
-        bm25 = bm25s.BM25.load(str(index_dir / files["bm25"]), load_corpus=False, mmap=True)
+        bm25 = lexical.load(index_dir / files["bm25"])
     except Exception as error:  # any failure to parse a verified file is damage we cannot repair
         raise IndexCorruptError(_corrupt(index_dir, f"cannot read it ({type(error).__name__}: {error})")) from None
-    if faiss_index.ntotal != len(passages):
-        raise IndexCorruptError(_corrupt(index_dir, "the vectors and passages disagree in number"))
+    if not faiss_index.ntotal == len(passages) == bm25.n:
+        raise IndexCorruptError(_corrupt(index_dir, "the vectors, passages and BM25 disagree in number"))
     return IndexData(manifest=manifest, passages=passages, faiss_index=faiss_index, bm25=bm25)
 
 
@@ -203,55 +210,86 @@ def _check_files(index_dir: Path, manifest: dict, *, full: bool) -> None:
                 raise IndexCorruptError(_corrupt(index_dir, f"{name} does not match its checksum"))
 
 
+@dataclass(frozen=True)
+class Carried:
+    """The rows of the previous generation that an update keeps as they are."""
+
+    previous: IndexData
+    # For each row of the new index, its row in `previous`, or -1 for a new passage (given to
+    # `write`, in order). Rows of one source stay together, in document order.
+    rows: np.ndarray
+
+
 def write(
     index_dir: Path,
     *,
-    passages: list[Passage],
+    passages: Sequence[Passage],
     vectors: np.ndarray,
-    passage_terms: list[list[str]],
+    passage_terms: Sequence[Sequence[str]] | None = None,
     sources: dict[str, SourceRecord],
     settings: dict,
     previous: dict | None,
     texts: dict[str, str] | None = None,
+    carried: Carried | None = None,
 ) -> IndexData:
     """Write a new generation and commit it by replacing the manifest. Call while holding `lock`.
 
-    `texts` maps `text_name(text)` to the text, for every source whose record names one; a text
-    already on disk from an earlier generation is not written again (its name is its hash).
+    Args:
+        passages, vectors: the passages and their unit vectors: all of them, or with `carried`
+            only the new ones (its rows of -1, in order).
+        passage_terms: each of `passages`' BM25 terms (default: `rag.text.terms` of its text).
+        texts: maps `text_name(text)` to the text, for every source whose record names one; a
+            text already on disk from an earlier generation is not written again (its name is its hash).
+        carried: the previous generation's rows kept unchanged: they are copied from its files
+            rather than given again (see the module docstring).
 
     Returns:
-        The index just written, as `load` would read it (without reading it back).
+        The index just written, as `load` would read it.
     """
-    import bm25s
-
+    if passage_terms is None:
+        passage_terms = [terms(p.text) for p in passages]
     assert len(passages) == len(vectors) == len(passage_terms)
     generation = (previous or {}).get("generation", 0) + 1
     tag = f"{generation:06d}-{secrets.token_hex(3)}"
     files = {
-        "passages": f"passages-{tag}.jsonl",
+        "passages": f"passages-{tag}{columns.BLOB_SUFFIX}",
+        "passage_rows": f"passages-{tag}{columns.ROWS_SUFFIX}",
         "vectors": f"vectors-{tag}.faiss",
         "bm25": f"bm25-{tag}",
     }
     stages: dict[str, float] = {}  # seconds per step, kept in the manifest as build metadata
     clock = time.perf_counter()
-    with open(index_dir / files["passages"], "w", encoding="utf-8") as handle:
-        for passage in passages:
-            handle.write(json.dumps(asdict(passage), ensure_ascii=False) + "\n")
-        _sync(handle)
-    stages["passages"], clock = time.perf_counter() - clock, time.perf_counter()
     vectors = np.asarray(vectors, dtype=np.float32).reshape(len(passages), settings["dimension"])
-    faiss_index, spec = vector_index.build(vectors)
+    if carried is None:
+        count = len(passages)
+        columns.write(passages, index_dir / f"passages-{tag}")
+    else:
+        count = len(carried.rows)
+        assert int(np.sum(carried.rows < 0)) == len(passages)
+        columns.write_carried(carried.previous.passages, carried.rows, passages, index_dir / f"passages-{tag}")
+    stages["passages"], clock = time.perf_counter() - clock, time.perf_counter()
+    built = None
+    if carried is not None:
+        built = vector_index.update(carried.previous.faiss_index,
+                                    vector_index.VectorIndexSpec.from_manifest(carried.previous.manifest),
+                                    carried.rows, vectors)
+    if built is None:
+        built = vector_index.build(_all_vectors(vectors, carried))
+    faiss_index, spec = built
     vector_index.write(faiss_index, index_dir / files["vectors"])
     stages["vectors"], clock = time.perf_counter() - clock, time.perf_counter()
-    bm25 = bm25s.BM25()
-    # bm25s cannot index an empty corpus; an index with no passages keeps an empty-token one.
-    bm25.index(passage_terms or [[]], show_progress=False)
-    bm25.save(str(index_dir / files["bm25"]), show_progress=False)
+    if carried is None:
+        bm25 = lexical.build(passage_terms)
+    else:
+        old_to_new = np.full(len(carried.previous.passages), -1, dtype=np.int64)
+        kept = np.nonzero(carried.rows >= 0)[0]
+        old_to_new[carried.rows[kept]] = kept
+        bm25 = lexical.merge(carried.previous.bm25, old_to_new, passage_terms, np.nonzero(carried.rows < 0)[0], count)
+    bm25_files = lexical.save(bm25, index_dir / files["bm25"])
     stages["bm25"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    checksums = {files["passages"]: file_sha256(index_dir / files["passages"]),
-                 files["vectors"]: file_sha256(index_dir / files["vectors"])}
-    for path in sorted((index_dir / files["bm25"]).iterdir()):
+    checksums = {files[name]: file_sha256(index_dir / files[name]) for name in ("passages", "passage_rows", "vectors")}
+    for path in sorted(bm25_files):
         checksums[f"{files['bm25']}/{path.name}"] = file_sha256(path)
     for name in sorted({r.text for r in sources.values() if r.text}):
         checksums[name] = _write_text(index_dir, name, (texts or {}).get(name))
@@ -274,7 +312,7 @@ def write(
         "generation": generation,
         "created_at": (previous or {}).get("created_at", now),
         "updated_at": now,
-        "counts": {"sources": len(sources), "passages": len(passages)},
+        "counts": {"sources": len(sources), "passages": count},
         "sources": {path: asdict(record) for path, record in sorted(sources.items())},
         "files": files,
         "checksums": checksums,
@@ -288,7 +326,25 @@ def write(
     os.replace(temporary, index_dir / MANIFEST)  # the commit point
     _fsync_path(index_dir)
     remove_unreferenced(index_dir, manifest)
-    return IndexData(manifest=manifest, passages=list(passages), faiss_index=faiss_index, bm25=bm25)
+    table = columns.read(index_dir / _stem(files["passages"]))
+    return IndexData(manifest=manifest, passages=table, faiss_index=faiss_index, bm25=bm25)
+
+
+def _all_vectors(new: np.ndarray, carried: Carried | None) -> np.ndarray:
+    """Every vector of the new index, in row order: the new ones, and the carried ones read back."""
+    if carried is None:
+        return new
+    out = np.empty((len(carried.rows), new.shape[1]), dtype=np.float32)
+    fresh = carried.rows < 0
+    out[fresh] = new
+    if (~fresh).any():
+        out[~fresh] = carried.previous.vectors()[carried.rows[~fresh]]
+    return out
+
+
+def _stem(name: str) -> str:
+    """The name of an index's passage files without their suffix."""
+    return name.removesuffix(columns.BLOB_SUFFIX)
 
 
 def remove_unreferenced(index_dir: Path, manifest: dict) -> None:

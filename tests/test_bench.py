@@ -9,7 +9,7 @@ import pytest
 
 from eval.bench.process import memory_bytes, reset_peak_memory
 from eval.bench.protocol import StoreTask, task_from_argv
-from eval.bench.scaling import raw_vector_bytes, synthetic_growth
+from eval.bench.scaling import budget_checks, raw_vector_bytes, synthetic_growth
 from rag.settings import SAMPLE_DOCUMENT
 
 MB = 1024 * 1024
@@ -25,7 +25,7 @@ def test_a_store_task_makes_the_trip_to_the_child_as_json(tmp_path):
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"action": "delete"}, "action must be one of write, open, not 'delete'"), ({"extra": 1}, "has the keys")],
+    [({"action": "delete"}, "action must be one of write, update, open, not 'delete'"), ({"extra": 1}, "has the keys")],
 )
 def test_a_malformed_task_is_refused_naming_what_is_wrong(tmp_path, change, message):
     task = StoreTask(action="write", passages=3, dimension=4, index_dir=tmp_path, inputs=tmp_path / "in.json", model="m")
@@ -58,3 +58,7 @@ def test_a_small_synthetic_index_is_written_then_searched_in_fresh_processes(tmp
     assert written["peak_increase_bytes"] > 0 and opened["resident_increase_bytes"] > 0
     assert size["bytes_on_disk"] > raw_vector_bytes(2_000, 384)  # the vectors, and BM25 and the passages besides
     assert not (tmp_path / "synthetic-2000").exists()  # freed before the next size
+    # One document of 200 passages was replaced before the index was opened and searched.
+    assert size["update"]["passages"] == 200 and size["update"]["vector_index"]["kind"] == "flat"
+    checks = {what.split(" (")[0]: holds for what, _, _, holds in budget_checks(size)}
+    assert set(checks) == {"open", "hybrid search p95, ms", "dense recall@10 against exact", "one document updated"}

@@ -376,7 +376,7 @@ def test_bit_rot_that_opening_cannot_see_is_found_by_rag_status_verify(tmp_path)
     Assistant.build([docs], index_dir=index_dir)
     assert run_rag("status", "--verify", "--index", str(index_dir), cwd=tmp_path).returncode == 0
 
-    passages = next(index_dir.glob("passages-*.jsonl"))
+    passages = next(index_dir.glob("passages-*.utf8"))
     times = (passages.stat().st_atime_ns, passages.stat().st_mtime_ns)
     data = bytearray(passages.read_bytes())
     position = data.index(b"tide gauge")

@@ -205,7 +205,7 @@ def test_status_verify_hashes_every_file(corpus, tmp_path, capsys):
     assert main(["status", "--index", str(index_dir), "--verify"]) == 0
     assert "every file matches its checksum" in capsys.readouterr().out
 
-    path = next(index_dir.glob("passages-*.jsonl"))
+    path = next(index_dir.glob("passages-*.utf8"))
     before = path.stat()
     data = bytearray(path.read_bytes())
     data[data.index(b"orchard at Alpha")] = ord("O")

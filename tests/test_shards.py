@@ -11,7 +11,7 @@ from conftest import BRIDGE_TEXT, COMPANY, ORCHARD, ORCHARD_QUESTION, SAMPLE, ru
 
 from rag import shards as sharding
 from rag.assistant import Assistant
-from rag.errors import ConfigError, IndexCorruptError
+from rag.errors import ConfigError, IndexCorruptError, IndexStaleError
 
 REPO = Path(__file__).resolve().parent.parent
 SQUAD = REPO.parent / "shared" / "data" / "squad-v1.1-dev-part-a.json"
@@ -130,12 +130,28 @@ def test_a_damaged_shard_is_refused_naming_the_index_and_rebuilt_by_the_next_bui
     index = tmp_path / "index"
     Assistant.build([docs], index_dir=index, shards=2)
     folder = json.loads((index / "manifest.json").read_text())["shards"][0]["folder"]
-    passages = next((index / folder).glob("passages-*.jsonl"))
+    passages = next((index / folder).glob("passages-*.utf8"))
     passages.write_bytes(passages.read_bytes()[:-10])
     with pytest.raises(IndexCorruptError, match=f"the index at {index} is damaged.*{folder}"):
         Assistant.open(index)
     rebuilt = Assistant.build([docs], index_dir=index)
     assert rebuilt.last_build.rebuilt_because and rebuilt.ask(ORCHARD_QUESTION).grounded
+
+
+def test_a_sharded_index_of_an_earlier_format_says_so_and_is_rebuilt_with_its_shard_count(tmp_path):
+    docs = _documents(tmp_path / "docs")
+    index = tmp_path / "index"
+    Assistant.build([docs], index_dir=index, shards=2)
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["sharded_format_version"] = sharding.SHARDED_FORMAT_VERSION - 1  # as the previous release wrote it
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexStaleError, match=rf"sharded format {sharding.SHARDED_FORMAT_VERSION - 1}, .*rag index PATH"):
+        Assistant.open(index)
+
+    rebuilt = Assistant.build([docs], index_dir=index)  # no --shards: the index's own count
+    assert rebuilt.last_build.rebuilt_because and rebuilt.last_build.embedded == len(rebuilt.passages)
+    assert len(json.loads((index / "manifest.json").read_text())["shards"]) == 2
+    assert Assistant.open(index).ask(ORCHARD_QUESTION).text.startswith("1920")
 
 
 @pytest.mark.parametrize("bad", [0, -1, 257, "3", 2.0, True])

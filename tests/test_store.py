@@ -5,12 +5,11 @@ import json
 import os
 from pathlib import Path
 
-import bm25s
 import faiss
 import pytest
 from conftest import ORCHARD, ORCHARD_QUESTION
 
-from rag import store
+from rag import lexical, store
 from rag.assistant import Assistant
 from rag.embedding import resolve_model_path
 from rag.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
@@ -161,7 +160,7 @@ def _truncate_vectors(index_dir: Path) -> None:
 
 
 def _alter_passages(index_dir: Path) -> None:
-    path = next(index_dir.glob("passages-*.jsonl"))
+    path = next(index_dir.glob("passages-*.utf8"))
     data = bytearray(path.read_bytes())
     position = data.index(b"orchard at Alpha")
     data[position] = ord("O")  # one byte, still valid JSON and UTF-8
@@ -182,7 +181,7 @@ def _truncate_manifest(index_dir: Path) -> None:
     "damage, what",
     [
         (_truncate_vectors, r"vectors-.*\.faiss has [\d,]+ bytes where [\d,]+ were written"),
-        (_alter_passages, r"passages-.*\.jsonl does not match its checksum"),
+        (_alter_passages, r"passages-.*\.utf8 does not match its checksum"),
         (_delete_bm25, r"bm25-.* is missing"),
         (_truncate_manifest, r"manifest\.json is unreadable"),
     ],
@@ -204,14 +203,14 @@ def test_damaged_index_is_refused_with_the_fix_and_rebuilt_by_the_next_build(cor
 
 def test_an_alteration_that_keeps_size_and_time_is_found_by_verify(corpus, index_dir):
     Assistant.build([corpus], index_dir=index_dir)
-    path = next(index_dir.glob("passages-*.jsonl"))
+    path = next(index_dir.glob("passages-*.utf8"))
     before = path.stat()
     _alter_passages(index_dir)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # bit rot keeps the file's time
 
     # Opening compares sizes and times only (so it costs the same at any size); verify hashes.
     Assistant.open(index_dir)
-    with pytest.raises(IndexCorruptError, match=r"damaged: passages-.*\.jsonl does not match its checksum.*rag index PATH"):
+    with pytest.raises(IndexCorruptError, match=r"damaged: passages-.*\.utf8 does not match its checksum.*rag index PATH"):
         store.verify(index_dir)
 
 
@@ -267,7 +266,7 @@ def _fail(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "owner, name",
-    [(faiss, "write_index"), (bm25s.BM25, "save")],
+    [(faiss, "write_index"), (lexical, "save")],
     ids=["crash-after-passages", "crash-after-vectors"],
 )
 def test_a_build_that_fails_midway_leaves_the_previous_index_intact(corpus, index_dir, monkeypatch, owner, name):

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Literal
 
 CHILD_FLAG = "--store-child"
-ACTIONS = ("write", "open")
+ACTIONS = ("write", "update", "open")
 
 
 @dataclass(frozen=True)
 class StoreTask:
-    """One measurement in a fresh process: write a synthetic index, or open and search it."""
+    """One measurement in a fresh process: write a synthetic index, update one of its documents,
+    or open and search it."""
 
-    action: Literal["write", "open"]
+    action: Literal["write", "update", "open"]
     passages: int  # how many synthetic passages the index holds
     dimension: int  # of the vectors (the model's)
     index_dir: Path  # the index folder, written by "write" and read by "open"

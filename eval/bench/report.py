@@ -69,6 +69,20 @@ def print_report(results: dict) -> None:
         for what, note in notes:
             print(f"  {what.split(' (')[0].split(' vs ')[0]}: {note}")
     print_growth(results["growth"])
+    print_budgets(results)
+
+
+def print_budgets(results: dict) -> None:
+    """Issue 16's one-machine budgets, each PASS or FAIL, on the largest synthetic index."""
+    if not results.get("budgets"):
+        return
+    print(f"\nbudgets (issue 16) on the SYNTHETIC index of {results['synthetic']['passages']:,} passages:")
+    table = [("what", "measured", "budget", "")]
+    for check in results["budgets"]:
+        at_most = not check["what"].startswith("dense recall")
+        table.append((check["what"], f"{check['measured']:.3f}", f"{'<=' if at_most else '>='} {check['budget']:g}",
+                      "PASS" if check["holds"] else "FAIL"))
+    print_table(table, left_first=True)
 
 
 def print_growth(growth: list[dict]) -> None:
@@ -77,8 +91,9 @@ def print_growth(growth: list[dict]) -> None:
           "see eval/bench/synthetic.py;\ntexts: corpus sentences + Zipf-distributed made-up words). "
           "Latencies per question, "
           f"{growth[0]['open']['queries']} questions, one at a time;\n'exact' scans every vector; "
-          "bytes and memory are per passage; write = rag.store.write, open = rag.store.load.")
-    table = [("passages", "index", "write s", "(vectors/bm25)", "open s", "dense p50/p95 ms", "exact p50 ms",
+          "bytes and memory are per passage; write = rag.store.write, update = one document of 200 passages\n"
+          "replaced (rag.store.write carrying the other rows over), open = rag.store.load of the updated index.")
+    table = [("passages", "index", "write s", "(vectors/bm25)", "update s", "open s", "dense p50/p95 ms", "exact p50 ms",
               "recall@10", "bm25 p50/p95 ms", "hybrid p50/p95 ms", "disk B/psg", "open RSS B/psg", "write peak B/psg")]
     for size in growth:
         n, written, opened = size["passages"], size["write"], size["open"]
@@ -87,7 +102,8 @@ def print_growth(growth: list[dict]) -> None:
         stages = written.get("stages") or {}
         table.append((
             f"{n:,}", kind, f"{written['seconds']:.1f}",
-            f"{stages.get('vectors', 0):.1f}/{stages.get('bm25', 0):.1f}", f"{opened['seconds']:.2f}",
+            f"{stages.get('vectors', 0):.1f}/{stages.get('bm25', 0):.1f}", f"{size['update']['seconds']:.1f}",
+            f"{opened['seconds']:.2f}",
             f"{opened['dense_ms']['p50']:.2f}/{opened['dense_ms']['p95']:.2f}", f"{opened['exact_ms']['p50']:.1f}",
             f"{opened['recall_at_10']:.3f}",
             f"{opened['bm25_ms']['p50']:.1f}/{opened['bm25_ms']['p95']:.1f}",
@@ -96,6 +112,10 @@ def print_growth(growth: list[dict]) -> None:
             f"{written['peak_increase_bytes'] / n:,.0f}",
         ))
     print_table(table)
+    last = growth[-1]["open"]
+    print(f"at {growth[-1]['passages']:,} passages: Assistant.open {last['assistant_open_seconds']:.2f} s, "
+          f"then a first ask {last['first_ask_seconds']:.2f} s and a second {last['second_ask_seconds']:.2f} s "
+          "(question model loaded before)")
     rate = growth[-1]["write"]["tokenizing_passages_per_second"]
     print(f"index = flat (exact) or ivf nlist/nprobe; write s excludes tokenizing for BM25 (rag.text.terms, "
           f"measured apart: {rate:,.0f} passages/s, i.e. {growth[-1]['passages'] / rate:,.0f} s more for "
