@@ -83,9 +83,9 @@ def run_ray_bench(*, out: Path) -> int:
     loaded machine) is reported as not measured, with the reason. Results are written as they come."""
     import torch
 
-    from rag.assistant import Assistant
-    from rag.cluster.ingest import embed_on_ray
-    from rag.embedding import Embedder
+    from rag import Assistant, Embedder
+
+    from .internals import embed_on_ray
 
     torch.set_num_threads(1)  # the local baseline gets what one Ray worker gets: 1 thread
     work = Path(tempfile.mkdtemp(prefix="rag-bench-ray-"))
@@ -170,14 +170,16 @@ def _serve_latency(index_dir: Path, questions: list[str]) -> tuple[float, float]
     """p50 of in-process `ask` and of the same questions asked over HTTP of `rag serve`."""
     from ray import serve
 
-    from rag.assistant import Assistant
-    from rag.cluster.serve import APP_NAME, build_app
+    from rag import Assistant
+
+    from .internals import serve_app
 
     assistant = Assistant.open(index_dir)
     in_process = _p50(lambda q: assistant.ask(q), questions)
     port = 8000  # inside the bench's own network namespace nothing else listens
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(str(index_dir)), name=APP_NAME, route_prefix="/")
+    app, name = serve_app(str(index_dir))
+    serve.run(app, name=name, route_prefix="/")
     url = f"http://127.0.0.1:{port}/ask"
 
     def ask_http(question: str) -> None:
@@ -202,7 +204,7 @@ def _p50(call, questions: list[str]) -> float:
 
 def _corpus(work: Path) -> tuple[Path, list[str]]:
     from eval.squad import load_articles, write_documents
-    from rag.settings import SAMPLE_DOCUMENT
+    from rag import SAMPLE_DOCUMENT
 
     docs = work / "docs"
     questions = ["When was the Brest peace treaty signed?", "Who was the German ambassador?"]
@@ -216,9 +218,9 @@ def _corpus(work: Path) -> tuple[Path, list[str]]:
 
 
 def _passages(docs: Path) -> list[str]:
-    from rag.documents import collect
-    from rag.settings import ChunkSettings
-    from rag.splitting import split_document
+    from rag import ChunkSettings
+
+    from .internals import collect, split_document
 
     return [p.text for d in collect([docs]).documents for p in split_document(d, ChunkSettings())]
 

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__
 from . import vectors as vector_index
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
 from .text import Vocabulary
 from .types import Passage
+from .version import __version__
 
 if TYPE_CHECKING:  # heavy imports, made where they are used
     import bm25s

@@ -1,8 +1,8 @@
 """Size and search at scale: synthetic indexes of growing size, each written, then opened and searched,
 in fresh processes (see `protocol`), and the report's rows on disk size, memory and dense search.
 
-The search timings read `Retriever._lexical`, an internal of rag.retrieval: BM25 alone has no
-public entry point, and its latency is one of the figures.
+The search timings read `Retriever._lexical`, an internal of rag.retrieval (through
+`eval.internals`): BM25 alone has no public entry point, and its latency is one of the figures.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def store_child(task: StoreTask) -> dict:
     import bm25s  # noqa: F401 - imported before the baseline so import costs are not counted
     import faiss  # noqa: F401
 
-    from rag import store
+    from ..internals import store
 
     inputs = json.loads(task.inputs.read_text(encoding="utf-8"))
     if task.action == "open":
@@ -121,8 +121,7 @@ def search_measurements(data, questions: list[str]) -> dict:
     """
     import faiss
 
-    from rag import vectors
-    from rag.retrieval import CANDIDATES, Retriever
+    from ..internals import CANDIDATES, Retriever, vectors
 
     index = data.faiss_index
     rng = np.random.default_rng(1)
