@@ -398,10 +398,9 @@ def _side_by_side(plain: list[Outcome], written: list[Outcome], assistant: Assis
     renumbered wrongly would count against it); it must be 1.0. "sentences_kept" is the share of
     everything the model wrote that survived the check.
     """
-    from rag import Embedder, verify
+    from rag import verify
 
-    embedder = Embedder(assistant.manifest["model"])
-    rechecked = [verify(o.answer.text, o.answer.citations, embedder) for o in written if o.answer.generated]
+    rechecked = [verify(o.answer.text, o.answer.citations, assistant.embedder) for o in written if o.answer.generated]
     final_sentences = [s.supported for r in rechecked for s in r.sentences]
     all_sentences = [s for o in written for s in o.answer.sentences]
     grounded = [o for o in written if o.answer.grounded]
