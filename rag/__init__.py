@@ -53,6 +53,7 @@ _LAZY = {
     "Conversation": "conversation",
     "Turn": "conversation",
     "Embedder": "embedding",
+    "QuestionEncoding": "embedding",  # what `Assistant.embedder` is: an Embedder, or a server's
     "read_document": "documents",
     "RemoteAssistant": "remote",
     # Fluent answers (the `generate` extra for the local model; see rag.generation).
@@ -73,7 +74,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from .cluster.serve import serve_index
     from .conversation import Conversation, Turn
     from .documents import read_document
-    from .embedding import Embedder
+    from .embedding import Embedder, QuestionEncoding
     from .generation import Event, Generator, HttpGenerator, LlamaCppGenerator, make_generator, streaming
     from .generation.verify import Verified, verify
     from .indexing import BuildReport
@@ -95,7 +96,7 @@ __all__ = [
     "DEFAULT_MODEL", "Document", "DocumentError", "ENV_INDEX_DIR", "ENV_MODEL", "ENV_PAUSE_EMBEDDING", "Embedder", "Event",
     "FORMATS", "FORMAT_NAMES", "Generator", "Hit", "HttpGenerator", "IndexCorruptError", "IndexLockedError",
     "IndexNotFoundError", "IndexStaleError", "IndexedSource", "LlamaCppGenerator", "MAX_FILE_BYTES", "MAX_QUESTION_CHARS",
-    "Mode", "OWN_TEXT_FORMATS", "Passage", "QuestionError", "RagError", "RemoteAssistant", "SAMPLE_DOCUMENT",
+    "Mode", "OWN_TEXT_FORMATS", "Passage", "QuestionEncoding", "QuestionError", "RagError", "RemoteAssistant", "SAMPLE_DOCUMENT",
     "SUPPORTED_EXTENSIONS", "SentenceSupport", "Timings", "Turn", "Verified", "__version__", "clean_question",
     "default_index_dir", "default_model", "make_generator", "read_document", "serve_index", "streaming", "verify",
 ]
