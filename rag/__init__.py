@@ -13,7 +13,6 @@ use, so `import rag` and `rag --help` stay instant.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from .errors import (
     ClusterError,
@@ -44,6 +43,10 @@ from .settings import (
 )
 from .types import Answer, Citation, Document, Hit, IndexedSource, Passage, SentenceSupport, Timings
 from .version import __version__
+
+# Not `typing.TYPE_CHECKING`: importing typing would be most of what `import rag` costs. Type
+# checkers read the name alike.
+TYPE_CHECKING = False
 
 # The heavier names, by the module that defines them: imported when first asked for.
 _LAZY = {
