@@ -103,8 +103,7 @@ def run_ray_bench(*, out: Path) -> int:
     loaded machine) is reported as not measured, with the reason. Results are written as they come."""
     import torch
 
-    from rag.assistant import Assistant
-    from rag.embedding import Embedder
+    from rag import Assistant, Embedder
 
     torch.set_num_threads(1)  # the local baseline gets what one Ray worker gets: 1 thread
     work = Path(tempfile.mkdtemp(prefix="rag-bench-ray-"))
@@ -205,7 +204,7 @@ def _torch_threads() -> int:
 
 def _ray_throughput(texts: list[str], model: str, *, workers: int) -> dict:
     """Embed `texts` on `workers` actors; end-to-end and steady passages/s (see the module docstring)."""
-    from rag.cluster.ingest import embed_on_ray
+    from .internals import embed_on_ray
 
     arrivals: list[tuple[int, float]] = []  # (passages done, seconds since the start) per batch
     total = _timed(lambda: embed_on_ray(texts, model=model, workers=workers,
@@ -235,8 +234,9 @@ def _serve_latency(index_dir: Path, questions: list[str]) -> tuple[float, float]
     """p50 of in-process `ask` and of the same questions asked over HTTP of `rag serve`."""
     from ray import serve
 
-    from rag.assistant import Assistant
-    from rag.cluster.serve import APP_NAME, START_ATTEMPTS, build_app
+    from rag import Assistant
+
+    from .internals import START_ATTEMPTS, serve_app
 
     assistant = Assistant.open(index_dir)
     in_process = _p50(lambda q: assistant.ask(q), questions)
@@ -244,7 +244,8 @@ def _serve_latency(index_dir: Path, questions: list[str]) -> tuple[float, float]
     for attempt in range(1, START_ATTEMPTS + 1):  # as `rag serve` starts: over once if a replica died starting
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(build_app(str(index_dir)), name=APP_NAME, route_prefix="/")
+            app, name = serve_app(str(index_dir))
+            serve.run(app, name=name, route_prefix="/")
             break
         except Exception:
             if attempt == START_ATTEMPTS:
@@ -275,8 +276,9 @@ def _p50(call, questions: list[str]) -> float:
 def _corpus(work: Path, shards: int) -> tuple[Path, list[str], str]:
     """`shards` documents of about equal size, the i-th in shard i; questions on them; what they hold."""
     from eval.squad import load_articles
-    from rag.settings import SAMPLE_DOCUMENT
-    from rag.shards import shard_of
+    from rag import SAMPLE_DOCUMENT
+
+    from .internals import shard_of
 
     if SQUAD.is_file():
         articles, _ = load_articles(SQUAD, articles=ARTICLES, questions=QUESTIONS // ARTICLES + 1)
@@ -301,9 +303,9 @@ def _corpus(work: Path, shards: int) -> tuple[Path, list[str], str]:
 
 
 def _passages(docs: Path) -> list[str]:
-    from rag.documents import collect
-    from rag.settings import ChunkSettings
-    from rag.splitting import split_document
+    from rag import ChunkSettings
+
+    from .internals import collect, split_document
 
     return [p.text for d in collect([docs]).documents for p in split_document(d, ChunkSettings())]
 

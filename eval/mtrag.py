@@ -47,7 +47,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag import Answer, Assistant, RagError, __version__
+from rag import MAX_QUESTION_CHARS, Answer, Assistant, RagError, __version__
 
 from .paths import shared_data
 
@@ -56,8 +56,6 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 METHODS = ("standalone", "conversation", "concatenated")
 GROUPS = ("first turn", "follow-up")
 POOLS = ("conversation", "all")
-# The concatenated question is cut (oldest questions first) to what `Assistant.ask` accepts.
-MAX_QUESTION_CHARS = 2000
 # How many follow-ups of each kind (conversation lost / conversation won) the report shows.
 EXAMPLES = 6
 

@@ -107,7 +107,7 @@ def leftovers(path: Path) -> dict:
     back as line ends) and in the text rag.formats.pdf stores; lines it dropped in all."""
     import pypdfium2
 
-    from rag.formats import pdf
+    from .internals import pdf
 
     document = pypdfium2.PdfDocument(path)
     raw = "\n".join(
@@ -135,8 +135,8 @@ def reference_shares(path: Path) -> dict:
     that end in a page label, lowest on the pages it drops, highest on the pages it keeps."""
     import pypdfium2
 
-    from rag import pdftext
-    from rag.formats import _clean
+    from .internals import clean_pdf_text as _clean
+    from .internals import pdftext
 
     document = pypdfium2.PdfDocument(path)
     pages = [

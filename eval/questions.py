@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.errors import RagError
+from rag import RagError
 
 DEFAULT_QUESTIONS = Path(__file__).parent / "questions" / "sample.jsonl"
 

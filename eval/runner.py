@@ -13,9 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag import Answer, Assistant
-from rag.errors import RagError
-from rag.settings import FORMATS, OWN_TEXT_FORMATS
+from rag import FORMATS, OWN_TEXT_FORMATS, Answer, Assistant, RagError
 
 from .questions import DEFAULT_QUESTIONS, Question, QuestionSet, load_questions
 from .squad import direct_answer
@@ -105,8 +103,7 @@ def _assistant(index: Path | None) -> tuple[Assistant, dict]:
         assistant = Assistant.open(index)
         return assistant, {"kind": "opened existing index", "seconds": time.perf_counter() - started}
     # Build the bundled sample afresh so the build time is a real one (model load excluded).
-    from rag.embedding import Embedder
-    from rag.settings import SAMPLE_DOCUMENT
+    from rag import SAMPLE_DOCUMENT, Embedder
 
     embedder = Embedder()
     embedder.encode(["warm up"])
@@ -401,11 +398,9 @@ def _side_by_side(plain: list[Outcome], written: list[Outcome], assistant: Assis
     renumbered wrongly would count against it); it must be 1.0. "sentences_kept" is the share of
     everything the model wrote that survived the check.
     """
-    from rag.embedding import Embedder
-    from rag.generation import verify
+    from rag import verify
 
-    embedder = Embedder(assistant.manifest["model"])
-    rechecked = [verify(o.answer.text, o.answer.citations, embedder) for o in written if o.answer.generated]
+    rechecked = [verify(o.answer.text, o.answer.citations, assistant.embedder) for o in written if o.answer.generated]
     final_sentences = [s.supported for r in rechecked for s in r.sentences]
     all_sentences = [s for o in written for s in o.answer.sentences]
     grounded = [o for o in written if o.answer.grounded]

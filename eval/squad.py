@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
-from rag import Answer, Assistant, RagError, __version__
+from rag import Answer, Assistant, Mode, RagError, __version__
 
-MODES = ("hybrid", "bm25", "dense")
+MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 DEFAULT_ARTICLES = 3
 RECALL_AT = (1, 3, 5)
 RETRIEVED_K = max(RECALL_AT)
@@ -237,7 +237,7 @@ def ask_all(assistant: Assistant, questions: list[Question]) -> dict[str, ModeSt
     """Ask every question in every mode; one warm-up call per mode keeps model loading out of latency."""
     from tqdm import tqdm
 
-    stats = {mode: ModeStats() for mode in MODES}
+    stats: dict[str, ModeStats] = {mode: ModeStats() for mode in MODES}
     for mode in MODES:
         assistant.ask(questions[0].text, mode=mode)
     for question in tqdm(questions, desc="squad", unit="q", file=sys.stderr, disable=not sys.stderr.isatty()):
@@ -252,9 +252,9 @@ def ask_all(assistant: Assistant, questions: list[Question]) -> dict[str, ModeSt
 
 def held_out_titles() -> list[str]:
     """The articles the shipped reader was validated on and never trained or fitted on."""
-    from rag.reader import METADATA_FILE
+    from .internals import READER_METADATA
 
-    return json.loads(METADATA_FILE.read_text(encoding="utf-8"))["titles"]["validation"]
+    return json.loads(READER_METADATA.read_text(encoding="utf-8"))["titles"]["validation"]
 
 
 def run_squad(path: Path, *, articles: int | None, questions: int | None, out: Path, held_out: bool = False) -> int:
@@ -274,6 +274,7 @@ def run_squad(path: Path, *, articles: int | None, questions: int | None, out: P
     write_documents(selected, out / "squad-docs")
     assistant = Assistant.build([out / "squad-docs"], index_dir=out / "squad-index", progress=sys.stderr.isatty())
     build = assistant.last_build
+    assert build is not None  # Assistant.build always records its report
 
     started = time.perf_counter()
     stats = ask_all(assistant, all_questions)
@@ -290,7 +291,7 @@ def run_squad(path: Path, *, articles: int | None, questions: int | None, out: P
         "embedded": build.embedded,
         "ask_seconds": round(time.perf_counter() - started, 1),
     }
-    summaries = {mode: stats[mode].summary(is_v2=is_v2) for mode in MODES}
+    summaries: dict[str, dict[str, float | None]] = {mode: stats[mode].summary(is_v2=is_v2) for mode in MODES}
     table = render_table(run, summaries)
     print(table)
     (out / "squad-report.md").write_text(table + "\n", encoding="utf-8")

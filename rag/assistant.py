@@ -3,59 +3,40 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from . import columns, store
 from . import shards as sharding
+from . import store
 from .answering import CANDIDATES, Answerer
-from .documents import collect
-from .embedding import Embedder, PassageEncoder, Progress, QuestionEncoding
-from .errors import DocumentError, IndexCorruptError, IndexStaleError, QuestionError
+from .conversation import Conversation
+from .documents import collect, walk
+from .embedding import Embedder, Progress, QuestionEncoding
+from .errors import DocumentError, IndexStaleError
+from .indexing import BuildReport, UpdatePlan, previous_index, update
+from .questions import clean_question
 from .retrieval import MODES, Mode, Retriever
 from .settings import (
     MAX_FILE_BYTES,
-    OWN_TEXT_FORMATS,
     SAMPLE_DOCUMENT,
     SUPPORTED_EXTENSIONS,
     ChunkSettings,
     default_index_dir,
     default_model,
 )
-from .splitting import split_document
-from .store import SourceRecord
 from .text import TOKENIZER_VERSION
-from .types import Answer, Document, Hit, Passage, Timings
+from .types import Answer, Hit, IndexedSource, Passage, Timings
 from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
-    from .conversation import Conversation
     from .generation import Generator
     from .remote import RemoteAssistant
 
-# Longer questions are refused: no real question is this long, and embedding cost grows with it.
-MAX_QUESTION_CHARS = 2000
 # Passages `search` returns by default (`ask` retrieves the answerer's CANDIDATES).
 RETRIEVE_K = 10
-
-
-@dataclass
-class BuildReport:
-    """What `Assistant.build` did, for the CLI's summary."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    embedded: int = 0  # passages embedded in this build (0 when nothing changed)
-    passages: int = 0
-    rebuilt_because: str | None = None  # why an existing index was rebuilt from scratch
-    seconds: float = 0.0
-    written: bool = False
 
 
 class Assistant:
@@ -94,11 +75,8 @@ class Assistant:
         index_dir = default_index_dir()
         if store.exists(index_dir):
             # An index written by an older version is rebuilt from the sources it recorded.
-            recorded = store.read_manifest(index_dir, any_format=True)["sources"]
-            sources = [Path(s) for s in recorded if Path(s).is_file()]
+            sources, read_as = _recorded_sources(store.read_manifest(index_dir, any_format=True))
             if sources:
-                # Each read as it was, so a file indexed with `--as text` stays readable.
-                read_as = {s: r["format"] for s, r in recorded.items() if r.get("format")}
                 return cls.build(sources, index_dir=index_dir, progress=progress, read_as=read_as)
         return cls.build([SAMPLE_DOCUMENT], index_dir=index_dir, progress=progress)
 
@@ -170,21 +148,38 @@ class Assistant:
             # What was asked for, so `status` can tell files added to these folders since.
             "roots": sorted(str(p.resolve()) for p in roots),
         }
-        report = BuildReport(skipped=collected.skipped)
-        with store.lock(index_dir):
-            if shards is not None or ray is not None or sharding.is_sharded(index_dir):
-                data = _update_sharded(index_dir, collected.documents, embedder, settings, chunking, report, progress,
-                                       shards=shards, ray=ray, workers=workers)
-            else:
-                previous = _load_previous(index_dir, settings, report)
-                data = _update(index_dir, previous, collected.documents, embedder, settings, chunking, report, progress)
+        plan = UpdatePlan(index_dir, tuple(collected.documents), settings, chunking, progress=progress)
+        data, report = _write_index(plan, embedder, collected.skipped, shards=shards, ray=ray, workers=workers)
         if report.embedded:
             # torch is loaded now (or the passages were embedded on a cluster): export the question
             # model (once per model) so that no question asked of this index ever needs torch.
             embedder.question_encoder()
-        report.passages = len(data.passages)
         report.seconds = time.perf_counter() - started
         return cls(index_dir, data, embedder, report)
+
+    def add(self, paths: str | Path | Iterable[str | Path], *, progress: Progress = False) -> "Assistant":
+        """This index with `paths` added: what `Assistant.build` over the indexed sources and
+        `paths` gives, re-embedding only what is new or changed (the UI's upload).
+
+        The indexed sources still on disk are kept, each read as it was (a file indexed with
+        `--as text` stays text), with the index's own model and chunking; a source inside a
+        folder named in `paths` is kept only if it is still there. The answer writer is kept.
+        Returns a new assistant; this one still answers from the index as it was opened.
+
+        Raises:
+            DocumentError: a named path is missing or unreadable.
+            IndexLockedError: another process is writing this index.
+        """
+        given = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        folders = [p.resolve() for p in given if p.is_dir()]
+        manifest = self.manifest
+        kept, read_as = _recorded_sources(manifest)
+        kept = [s for s in kept if not any(folder in s.resolve().parents for folder in folders)]
+        added = Assistant.build(
+            [*kept, *given], index_dir=self.index_dir, model=manifest["model"],
+            chunking=ChunkSettings(**manifest["chunking"]), progress=progress, read_as=read_as,
+        )
+        return added.with_generator(self.generator)
 
     @classmethod
     def open(cls, index_dir: str | Path, *, stale_ok: bool = False) -> "Assistant":
@@ -292,6 +287,12 @@ class Assistant:
         return write_answer(question, answer, hits, self.generator, self._embedder)
 
     @property
+    def embedder(self) -> QuestionEncoding:
+        """The model that embeds this index's questions (and, for checking written answers, any
+        text): an `Embedder`, or a `rag serve` server's embedding deployment."""
+        return self._embedder
+
+    @property
     def ready(self) -> bool:
         """Whether the question model is loaded: no question will wait for it."""
         return self._embedder.questions_ready
@@ -302,11 +303,9 @@ class Assistant:
         self._embedder.warm_up()
         return self
 
-    def chat(self) -> "Conversation":
+    def chat(self) -> Conversation:
         """Start a conversation: follow-up questions are understood from the previous turns."""
-        from .conversation import Conversation
-
-        return Conversation(self)
+        return Conversation(self.ask_standalone)
 
     def search(self, question: str, *, k: int = RETRIEVE_K, mode: Mode = "hybrid") -> list[Hit]:
         """The `k` passages most relevant to `question`, best first."""
@@ -344,6 +343,17 @@ class Assistant:
     @property
     def passages(self) -> Sequence[Passage]:
         return self._data.passages
+
+    @property
+    def sources(self) -> tuple[IndexedSource, ...]:
+        """Each indexed document (name, path, format, passages, size, when indexed), by file name."""
+        records = sorted(self._data.sources.items(), key=lambda item: (Path(item[0]).name, item[0]))
+        return tuple(
+            # A file without an extension shows by its name like any other.
+            IndexedSource(name=Path(path).name, path=path, format=record.format, passages=record.passages,
+                   size=record.size, indexed_at=record.indexed_at)
+            for path, record in records
+        )
 
     def source_text(self, source: str) -> str | None:
         """The text a source's citations and passages refer to: for a PDF, HTML or Word file the
@@ -390,18 +400,7 @@ class Assistant:
             "updated_at": manifest["updated_at"],
             "bytes_on_disk": size,
             "stale": _stale_sources(self._data) + _unindexed_files(manifest),
-            # Each indexed document: a file without an extension shows by its name like any other.
-            "sources": [
-                {
-                    "name": Path(path).name,
-                    "path": path,
-                    "format": record.format,
-                    "passages": record.passages,
-                    "bytes": record.size,
-                    "indexed_at": record.indexed_at,
-                }
-                for path, record in sorted(self._data.sources.items(), key=lambda item: (Path(item[0]).name, item[0]))
-            ],
+            "sources": [source.to_dict() for source in self.sources],
         }
         if verify:
             verify_files = sharding.verify if isinstance(self._data, sharding.ShardedIndexData) else store.verify
@@ -409,157 +408,53 @@ class Assistant:
         return status
 
 
-def clean_question(question: object) -> str:
-    """Validate a question and strip control characters.
-
-    Raises:
-        QuestionError: not a string, empty, or longer than MAX_QUESTION_CHARS.
-    """
-    if not isinstance(question, str):
-        raise QuestionError(f"a question must be text, not {type(question).__name__}")
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in question).strip()
-    if not cleaned:
-        raise QuestionError("the question is empty; type a question")
-    if len(cleaned) > MAX_QUESTION_CHARS:
-        raise QuestionError(
-            f"the question is {len(cleaned):,} characters long; ask in at most {MAX_QUESTION_CHARS:,}"
-        )
-    return cleaned
+def _recorded_sources(manifest: dict) -> tuple[list[Path], dict[str, str]]:
+    """The sources an index recorded that are still files, and the format each was read as (so a
+    file indexed with `--as text` is read as text again)."""
+    recorded = manifest["sources"]
+    sources = [Path(s) for s in recorded if Path(s).is_file()]
+    return sources, {s: r["format"] for s, r in recorded.items() if r.get("format")}
 
 
-# -- building ---------------------------------------------------------------------------------
+def _write_index(
+    plan: UpdatePlan,
+    embedder: Embedder,
+    skipped: list[tuple[str, str]],
+    *,
+    shards: int | None,
+    ray: str | None,
+    workers: int | None,
+) -> tuple[store.IndexData | sharding.ShardedIndexData, BuildReport]:
+    """Bring the index at `plan.index_dir` up to date, as one index (rag.indexing) or a sharded one
+    (rag.shards, embedding here or on a Ray cluster with rag.cluster.ingest), under its lock."""
+    report = BuildReport(skipped=skipped)
+    data: store.IndexData | sharding.ShardedIndexData
+    with store.lock(plan.index_dir):
+        if shards is not None or ray is not None or sharding.is_sharded(plan.index_dir):
+            if ray is None:
+                embed, writer = (lambda texts, shown: embedder.encode(texts, progress=shown)), sharding.write_locally
+            else:
+                from .cluster.ingest import ray_backend
 
-
-def _load_previous(index_dir: Path, settings: dict, report: BuildReport) -> store.IndexData | None:
-    """The existing index if it can be extended; None (and the reason) if it must be rebuilt."""
-    if not store.exists(index_dir):
-        return None
-    try:
-        previous = store.load(index_dir)
-    except (IndexCorruptError, IndexStaleError) as error:
-        report.rebuilt_because = str(error).split(";")[0]
-        return None
-    manifest = previous.manifest
-    for key in ("model", "chunking", "normalized", "tokenizer"):
-        if manifest.get(key) != settings[key]:
-            report.rebuilt_because = f"{key} changed from {manifest.get(key)!r} to {settings[key]!r}"
-            return None
-    return previous
-
-
-def _update(
-    index_dir: Path,
-    previous: store.IndexData | None,
-    documents: list[Document],
-    embedder: PassageEncoder,
-    settings: dict,
-    chunking: ChunkSettings,
-    report: BuildReport,
-    progress: Progress,
-) -> store.IndexData:
-    old_sources = previous.sources if previous else {}
-    new_by_source = {d.source: d for d in documents}
-    report.removed = sorted(set(old_sources) - set(new_by_source))
-    for document in documents:
-        old = old_sources.get(document.source)
-        if old is None:
-            report.added.append(document.source)
-        elif old.sha256 != document.sha256:
-            report.updated.append(document.source)
+                embed, writer = ray_backend(ray, model=embedder.model_name, workers=workers)
+            # rag.shards fills in the report as it goes.
+            data = sharding.build(
+                plan.index_dir, list(plan.documents), shards=shards or (None if sharding.is_sharded(plan.index_dir) else 1),
+                settings=plan.settings, chunking=plan.chunking, report=report, progress=plan.progress, embed=embed,
+                dimension=lambda: embedder.dimension, writer=writer,
+            )
         else:
-            report.unchanged.append(document.source)
-    if previous and not report.added and not report.updated and not report.removed:
-        store.remove_unreferenced(index_dir, previous.manifest)  # what an interrupted run left
-        return previous  # nothing to write: never re-embed or rewrite an unchanged index
-
-    # Carry the unchanged sources' rows over (rag.store.Carried); split and embed the rest.
-    old_rows = columns.rows_by_source(previous.passages) if previous else {}
-    fresh: dict[str, list[Passage]] = {
-        d.source: split_document(d, chunking) for d in documents if d.source not in report.unchanged
-    }
-    fresh_texts = [p.text for source in sorted(fresh) for p in fresh[source]]
-    fresh_vectors = embedder.encode(fresh_texts, progress=progress)
-    report.embedded = len(fresh_texts)
-    settings = {**settings, "dimension": embedder.dimension if fresh_texts or not previous else previous.manifest["dimension"]}
-
-    import numpy as np
-
-    new_passages: list[Passage] = []
-    blocks = []
-    carried = []  # per source: its rows in the previous index, or -1 for each new passage
-    fresh_start = {}
-    cursor = 0
-    for source in sorted(fresh):
-        fresh_start[source] = cursor
-        cursor += len(fresh[source])
-    sources: dict[str, SourceRecord] = {}
-    texts: dict[str, str] = {}
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    for source in sorted(new_by_source):
-        document = new_by_source[source]
-        if source in fresh:
-            source_passages = fresh[source]
-            start = fresh_start[source]
-            blocks.append(fresh_vectors[start : start + len(source_passages)])
-            new_passages.extend(source_passages)
-            carried.append(np.full(len(source_passages), -1, dtype=np.int64))
-        else:
-            # Not fresh: the source is unchanged, so it is in the previous index.
-            assert previous is not None
-            carried.append(old_rows.get(source, np.zeros(0, dtype=np.int64)))
-        # The text of a PDF, HTML or Word file is kept in the index: offsets refer to it.
-        text_name = None if document.format in OWN_TEXT_FORMATS else store.text_name(document.text)
-        if text_name:
-            texts[text_name] = document.text
-        sources[source] = SourceRecord(
-            sha256=document.sha256,
-            size=document.size,
-            mtime_ns=Path(source).stat().st_mtime_ns,
-            encoding=document.encoding,
-            passages=len(carried[-1]),
-            format=document.format,
-            text=text_name,
-            indexed_at=now if source in fresh else old_sources[source].indexed_at,
-        )
-    vectors = np.concatenate(blocks) if blocks else np.zeros((0, settings["dimension"]), dtype=np.float32)
-    rows = np.concatenate(carried) if carried else np.zeros(0, dtype=np.int64)
-    if progress is True:  # the bar has finished; a large index takes minutes more to write
-        import sys
-
-        print(f"writing the index of {len(rows):,} passages (vectors, BM25, checksums)", file=sys.stderr, flush=True)
-    data = store.write(
-        index_dir,
-        passages=new_passages,
-        vectors=vectors,
-        sources=sources,
-        settings=settings,
-        previous=previous.manifest if previous else None,
-        texts=texts,
-        carried=store.Carried(previous, rows) if previous else None,
-    )
-    report.written = True
-    return data
-
-
-def _update_sharded(index_dir, documents, embedder, settings, chunking, report, progress, *, shards, ray, workers):
-    """Build or update a sharded index, embedding here or on a Ray cluster (rag.cluster.ingest)."""
-    if ray is None:
-        embed, writer = (lambda texts, shown: embedder.encode(texts, progress=shown)), sharding.write_locally
-    else:
-        from .cluster.ingest import ray_backend
-
-        embed, writer = ray_backend(ray, model=embedder.model_name, workers=workers)
-    return sharding.build(
-        index_dir, documents, shards=shards or (None if sharding.is_sharded(index_dir) else 1), settings=settings,
-        chunking=chunking, report=report, progress=progress, embed=embed, dimension=lambda: embedder.dimension,
-        writer=writer,
-    )
+            previous, report.rebuilt_because = previous_index(plan.index_dir, plan.settings)
+            done = update(replace(plan, previous=previous), embedder)
+            data = done.data
+            report.added, report.updated, report.removed = list(done.added), list(done.updated), list(done.removed)
+            report.unchanged, report.embedded, report.written = list(done.unchanged), done.embedded, done.written
+    report.passages = len(data.passages)
+    return data, report
 
 
 def _unindexed_files(manifest: dict) -> list[str]:
     """Supported files under the indexed folders that the index does not hold."""
-    from .documents import walk
-
     indexed = set(manifest["sources"])
     found = []
     for root in manifest.get("roots", []):

@@ -11,9 +11,17 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import RagError
-from .settings import ENV_INDEX_DIR, ENV_MODEL, ENV_PAUSE_EMBEDDING, FORMAT_NAMES, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS
+# Everything through the package's door (rag/__init__.py), as any user of the library would.
+from . import (
+    ENV_INDEX_DIR,
+    ENV_MODEL,
+    ENV_PAUSE_EMBEDDING,
+    FORMAT_NAMES,
+    MAX_FILE_BYTES,
+    SUPPORTED_EXTENSIONS,
+    RagError,
+    __version__,
+)
 
 EPILOG = f"""environment:
   {ENV_INDEX_DIR}   index folder used when --index is not given (default: index/default, the bundled sample)
@@ -185,7 +193,7 @@ def _generator(args):
     is loaded, so a missing extra is reported at once."""
     if not (getattr(args, "generate", False) or getattr(args, "generate_url", None)):
         return None
-    from .generation import make_generator
+    from . import make_generator
 
     return make_generator(url=args.generate_url)
 
@@ -196,7 +204,7 @@ def _ask_streaming(ask, question: str):
     Returns:
         (the answer, whether its text was printed already).
     """
-    from .generation import streaming
+    from . import streaming
 
     shown: list[str] = []
 
@@ -222,7 +230,7 @@ def _index_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _assistant(args):
-    from .assistant import Assistant
+    from . import Assistant
 
     if args.index:
         return Assistant.open(args.index)
@@ -230,8 +238,7 @@ def _assistant(args):
 
 
 def _run_index(args) -> int:
-    from .assistant import Assistant
-    from .settings import default_index_dir
+    from . import Assistant, default_index_dir
 
     index_dir = Path(args.index) if args.index else default_index_dir()
     before = _manifest_identity(index_dir)
@@ -275,15 +282,13 @@ def _manifest_identity(index_dir: Path) -> tuple[int, int] | None:
 
 
 def _run_ask(args) -> int:
-    from .assistant import clean_question
+    from . import Assistant, clean_question
 
     clean_question(args.question)  # refuse a bad question before loading anything
     if args.server:
-        from .remote import RemoteAssistant
-
         if args.generate or args.generate_url or args.index:
             raise RagError("--server answers with the server's index and reader; drop --index and --generate")
-        remote = RemoteAssistant(args.server)
+        remote = Assistant.remote(args.server)
         if args.json:  # exactly what the server sent, which is what `rag ask --json` prints
             print(json.dumps(remote.ask_json(args.question), ensure_ascii=False, indent=2))
             return 0
@@ -316,7 +321,7 @@ CHAT_HELP = "Ask a question. /new starts a new conversation, /sources shows the 
 
 
 def _run_chat(args) -> int:
-    from .assistant import clean_question
+    from . import clean_question
 
     try:
         import readline  # noqa: F401 - line editing and history for input()
@@ -367,7 +372,7 @@ def _run_chat(args) -> int:
 
 
 def _run_status(args) -> int:
-    from .assistant import Assistant
+    from . import Assistant
 
     # A stale index is exactly what status must be able to describe: open it regardless.
     assistant = Assistant.open(args.index, stale_ok=True) if args.index else _assistant(args)
@@ -440,8 +445,7 @@ def _run_ui(args) -> int:
 
 
 def _run_serve(args) -> int:
-    from .cluster.serve import serve_index
-    from .settings import default_index_dir
+    from . import default_index_dir, serve_index
 
     index_dir = Path(args.index) if args.index else default_index_dir()
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .extraction import find_names, question_shape
+from .questions import clean_question
 from .types import Answer
-
-if TYPE_CHECKING:
-    from .assistant import Assistant
 
 _PERSON_PRONOUNS = re.compile(r"\b(he|him|his|she|her|hers|himself|herself)\b", re.IGNORECASE)
 _OTHER_REFERENCES = re.compile(
@@ -126,9 +124,18 @@ def _replace_person(question: str, person: str) -> str:
     return _PERSON_PRONOUNS.sub(substitute, question)
 
 
+class AskStandalone(Protocol):
+    """What a conversation is handed to answer a question once it is understood on its own
+    (`Assistant.ask_standalone`): the standalone question, and the words retrieval also gets."""
+
+    def __call__(self, question: str, *, search: str | None = None, min_confidence: float | None = None) -> Answer: ...
+
+
 @dataclass
 class Conversation:
     """A sequence of questions where each may refer to the turns before it.
+
+    It knows nothing of indexes: it rewrites each question and hands it to `ask_standalone`.
 
     >>> conversation = Assistant.default().chat()           # doctest: +SKIP
     >>> conversation.ask("Who was the German ambassador?")   # doctest: +SKIP
@@ -136,15 +143,13 @@ class Conversation:
     'What happened to Schulenburg later?'
     """
 
-    assistant: "Assistant"
+    ask_standalone: AskStandalone
     history: list[Turn] = field(default_factory=list)
 
     def ask(self, question: str, *, min_confidence: float | None = None) -> Answer:
-        from .assistant import clean_question
-
         question = clean_question(question)
         understood = rewrite(question, self.history)
-        answer = self.assistant.ask_standalone(understood.question, search=understood.search, min_confidence=min_confidence)
+        answer = self.ask_standalone(understood.question, search=understood.search, min_confidence=min_confidence)
         if min_confidence is None:
             self.history.append(Turn(question, understood.question, answer, understood.context))
         return answer

@@ -44,12 +44,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__, columns, lexical, store
+from . import columns, lexical, store
 from . import vectors as vector_index
 from .errors import ConfigError, IndexCorruptError, IndexStaleError, RagError
 from .retrieval import Retriever
 from .text import Vocabulary
 from .types import Document, Passage
+from .version import __version__
 
 LAYOUT = "sharded"
 # 1: the first sharded layout (shard folders written by rag.store format 3).
@@ -426,7 +427,7 @@ def write_shard(
 
     Runs in this process or as a Ray task: arguments and result are plain picklable values.
     """
-    from .assistant import BuildReport, _update
+    from .indexing import UpdatePlan, update
 
     root = Path(index_dir)
     if not shard.documents:  # every source of this shard was removed: it has no folder any more
@@ -434,9 +435,8 @@ def write_shard(
     previous = store.load(root / shard.previous_folder) if shard.previous_folder else None
     folder = f"{SHARD_PREFIX}{shard.number:03d}-{generation:06d}-{secrets.token_hex(3)}"
     (root / folder).mkdir()
-    report = BuildReport()
     embedder = _Precomputed(vectors, settings["dimension"])
-    _update(root / folder, previous, list(shard.documents), embedder, settings, chunking, report, False)
+    report = update(UpdatePlan(root / folder, tuple(shard.documents), settings, chunking, previous=previous), embedder)
     if not report.written:  # nothing changed after all (a touched shard always changes): keep the old
         shutil.rmtree(root / folder, ignore_errors=True)
         # Only a shard with a previous folder can be left unchanged (a new shard's sources are all added).

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from . import __version__, columns, lexical
+from . import columns, lexical
 from . import vectors as vector_index
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
 from .text import Vocabulary, terms
 from .types import Passage
+from .version import __version__
 
 if TYPE_CHECKING:  # heavy imports, made where they are used
     import faiss

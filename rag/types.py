@@ -76,6 +76,23 @@ class SentenceSupport:
 
 
 @dataclass(frozen=True)
+class IndexedSource:
+    """One document an index holds, as `Assistant.sources` lists it (the UI's list, `rag status`)."""
+
+    name: str  # the file's name ("FAQ" for a file without an extension)
+    path: str  # the absolute path it was read from: `Passage.source` and `Citation.source`
+    format: str  # what it was read as: "text", "markdown", "pdf", "html" or "docx"
+    passages: int
+    size: int  # bytes on disk when it was indexed
+    indexed_at: str | None  # when its passages were last made (local time, ISO 8601); None in old indexes
+
+    def to_dict(self) -> dict:
+        """The shape `rag status --json` prints for each document."""
+        return {"name": self.name, "path": self.path, "format": self.format, "passages": self.passages,
+                "bytes": self.size, "indexed_at": self.indexed_at}
+
+
+@dataclass(frozen=True)
 class Timings:
     """Seconds one question spent in each stage, carried by its answer (`rag bench` reports the shares).
 

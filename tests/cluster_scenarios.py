@@ -91,8 +91,8 @@ def main(workdir: Path) -> dict:
     import torch
 
     from eval.bench_ray import add_node, start_local_cluster
+    from rag import Assistant
     from rag import shards as sharding
-    from rag.assistant import Assistant
 
     # The local index is embedded on 1 thread, as each Ray actor is (1 CPU): a matrix product
     # split over another number of threads may round differently in the last bit.

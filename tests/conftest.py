@@ -34,7 +34,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import rag.settings  # noqa: E402
-from rag.assistant import Assistant  # noqa: E402
+from rag import Assistant  # noqa: E402
 from rag.types import Answer  # noqa: E402
 
 # Property tests: no deadline (the machine may be busy; we never assert on time), and the

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.assistant import MAX_QUESTION_CHARS, Assistant
+from rag import MAX_QUESTION_CHARS, Assistant
 from rag.errors import QuestionError
 from rag.types import Answer
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.assistant import Assistant
+from rag import Assistant
 from rag.documents import collect, read_document
 from rag.errors import DocumentError, RagError
 

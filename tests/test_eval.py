@@ -145,7 +145,7 @@ def test_a_wrong_direct_answer_is_not_scored_correct(sample, tmp_path):
 def test_citations_of_an_html_source_are_checked_against_its_extracted_text(tmp_path):
     from conftest import BRIDGE_TEXT
 
-    from rag.assistant import Assistant
+    from rag import Assistant
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import rag.formats
 import rag.pdftext
-from rag.assistant import Assistant
+from rag import Assistant
 from rag.documents import collect, read_document
 from rag.errors import DocumentError, IndexCorruptError
 from rag.settings import SAMPLE_DOCUMENT

@@ -71,7 +71,7 @@ def test_renumbering_follows_first_use():
     numbering = Renumbering(["a", "b", "c", "d"])
     assert numbering.apply("First [3][1].") == ("First [1][2].", (1, 2))
     assert numbering.apply("Second [1, 4].") == ("Second [2][3].", (2, 3))
-    assert numbering.citations == ["c", "a", "d"]
+    assert numbering.citations == ("c", "a", "d")
 
 
 # -- the checker on real sentences ----------------------------------------------------------------
@@ -82,7 +82,7 @@ def test_a_supported_sentence_is_kept_with_its_verbatim_citations(sample, flagsh
     brest, february = _number(excerpts, "Brest Peace Treaty"), _number(excerpts, "February 1918")
     sentence = f"The Brest Peace Treaty was signed in March 1918 [{brest}][{february}]."
 
-    checked = verify(sentence, excerpts, sample._embedder)
+    checked = verify(sentence, excerpts, sample.embedder)
 
     assert checked.text == "The Brest Peace Treaty was signed in March 1918 [1][2]."
     assert [c.text for c in checked.citations] == [excerpts[brest - 1].text, excerpts[february - 1].text]
@@ -97,7 +97,7 @@ def test_a_paraphrase_with_names_from_the_excerpt_is_kept(sample, flagship):
     _, excerpts = flagship
     brest = _number(excerpts, "Brest Peace Treaty")
     checked = verify(
-        f"The Bolsheviks, led by Lenin, signed the Brest Peace Treaty with Germany in March [{brest}].", excerpts, sample._embedder
+        f"The Bolsheviks, led by Lenin, signed the Brest Peace Treaty with Germany in March [{brest}].", excerpts, sample.embedder
     )
     assert checked.sentences[0].supported, checked.sentences[0].reason
 
@@ -122,7 +122,7 @@ def test_an_unsupported_sentence_is_removed_with_its_reason(sample, flagship, se
     sentence = sentence.format(brest=f"[{brest}]", both=f"[{brest}][{february}]")
     supported = f"The Brest Peace Treaty was signed in March 1918 [{brest}][{february}]."
 
-    checked = verify(f"{supported} {sentence}", excerpts, sample._embedder)
+    checked = verify(f"{supported} {sentence}", excerpts, sample.embedder)
 
     assert [s.supported for s in checked.sentences] == [True, False]
     assert reason in checked.sentences[1].reason
@@ -133,7 +133,7 @@ def test_a_sentence_citing_an_unrelated_excerpt_is_removed(sample, flagship):
     _, excerpts = flagship
     unrelated = next(n for n, e in enumerate(excerpts, 1) if "Bolsheviks" not in e.text and "1918" not in e.text)
     sentence = f"The Bolsheviks signed the Brest Peace Treaty with Germany [{unrelated}]."
-    [checked] = verify_sentences([sentence], excerpts, sample._embedder)
+    [checked] = verify_sentences([sentence], excerpts, sample.embedder)
     assert not checked.supported
     assert "names Bolsheviks" in checked.reason or "similarity" in checked.reason
 
@@ -143,7 +143,7 @@ def test_a_written_answer_that_misses_the_extractive_answer_is_not_used(sample, 
     # other), so the sentence passes on its own; but the treaty was signed in March.
     answer, excerpts = flagship
     brest, february = _number(excerpts, "Brest Peace Treaty"), _number(excerpts, "February 1918")
-    checked = verify(f"The Brest Peace Treaty was signed in February 1918 [{brest}][{february}].", excerpts, sample._embedder)
+    checked = verify(f"The Brest Peace Treaty was signed in February 1918 [{brest}][{february}].", excerpts, sample.embedder)
     assert checked.sentences[0].supported
 
     final = assemble(answer, checked.sentences, checked.citations)
@@ -156,7 +156,7 @@ def test_no_supported_sentence_falls_back_to_the_extractive_answer(sample, flags
     answer, excerpts = flagship
     text = "The treaty was signed by Trotsky in 1920 [1]. It never happened [2]. Peace came later."
 
-    checked = verify(text, excerpts, sample._embedder)
+    checked = verify(text, excerpts, sample.embedder)
     final = assemble(answer, checked.sentences, checked.citations)
 
     assert checked.supported == 0 and checked.text == ""
@@ -302,7 +302,7 @@ def test_flagship_answer_is_written_and_every_sentence_is_supported(sample, loca
     with streaming(events.append):
         answer = sample.with_generator(recording).ask(FLAGSHIP)
 
-    assert_every_sentence_supported(answer, sample._embedder, verbatim)
+    assert_every_sentence_supported(answer, sample.embedder, verbatim)
     assert re.search(r"March", answer.text) and "1918" in answer.text
     assert len(recording.prompts) == 1
     tokens = [e.text for e in events if e.kind == "token"]
@@ -407,7 +407,7 @@ def test_http_generator_streams_from_a_real_server(server):
 
 def test_http_flagship_answer_every_sentence_supported(sample, server, verbatim):
     answer = sample.with_generator(HttpGenerator(server)).ask(FLAGSHIP)
-    assert_every_sentence_supported(answer, sample._embedder, verbatim)
+    assert_every_sentence_supported(answer, sample.embedder, verbatim)
     assert "1918" in answer.text
 
 

@@ -4,7 +4,6 @@ All real: the bundled MiniLM, exported with torch's exporter, run with onnxrunti
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -16,9 +15,8 @@ import pytest
 from conftest import ORCHARD_QUESTION, QUESTION_MODELS
 
 from eval.questions import DEFAULT_QUESTIONS, load_questions
-from rag import question_model
-from rag.assistant import Assistant
-from rag.embedding import Embedder
+from rag import Assistant, Embedder, question_model, store
+from rag.embedding import resolve_model_path
 
 # Sentences of every kind a question can be: short, long past MiniLM's 256-token window (cut
 # there), non-Latin scripts and emoji, stray whitespace, digits and punctuation.
@@ -57,8 +55,8 @@ def test_question_vectors_match_the_torch_model(sample, torch_embedder):
 
 
 def test_the_sample_questions_get_the_answers_of_the_torch_path(sample, torch_embedder):
-    torch_path = copy.copy(sample)
-    torch_path._embedder = torch_embedder  # the same index, questions embedded with torch
+    # The same index, questions embedded with torch.
+    torch_path = Assistant(sample.index_dir, store.load(sample.index_dir), torch_embedder)
     questions = load_questions(DEFAULT_QUESTIONS)
     assert len(questions.questions) > 50
     for question in questions.questions:
@@ -127,7 +125,7 @@ def test_a_missing_or_damaged_export_is_made_again(damage, sample, tmp_path, mon
 def test_building_an_index_exports_the_question_model(corpus, tmp_path, monkeypatch):
     _private_cache(tmp_path, monkeypatch, copy_export=False)
     assistant = Assistant.build([corpus], index_dir=tmp_path / "index")
-    assert question_model.is_exported(assistant._embedder._path)
+    assert question_model.is_exported(resolve_model_path(assistant.embedder.model_name))
     assert assistant.ask(ORCHARD_QUESTION).text.startswith("1920")
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import assert_one_line_error, assert_verbatim, run_rag
 
-from rag.assistant import MAX_QUESTION_CHARS
+from rag import MAX_QUESTION_CHARS
 from rag.errors import QuestionError
 
 # Questions refused before anything is searched, with the words the message must hold.

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error, run_rag, source_text
 
-from rag import store
-from rag.assistant import Assistant
+from rag import Assistant, store
 from rag.documents import collect
 from rag.settings import MAX_FILE_BYTES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import assert_one_line_error, free_port, run_rag
 
-from rag.assistant import Assistant
+from rag import Assistant
 from rag.errors import ClusterError
 from rag.remote import answer_from_dict
 from rag.types import Answer, Citation

@@ -18,8 +18,7 @@ import pytest
 from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
 
 from eval.bench import clustered_vectors, nearby_queries
-from rag import store, vectors
-from rag.assistant import Assistant
+from rag import Assistant, store, vectors
 from rag.cli import main
 from rag.embedding import CHUNK
 from rag.errors import ConfigError

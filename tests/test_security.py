@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import BRIDGE_TEXT, serve_app
 
-from rag.assistant import Assistant
+from rag import Assistant
 
 gr = pytest.importorskip("gradio")
 from test_ui import ANSWER_TIMEOUT_MS, _ask_in_page  # noqa: E402

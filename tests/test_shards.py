@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import BRIDGE_TEXT, COMPANY, ORCHARD, ORCHARD_QUESTION, SAMPLE, run_rag
 
+from rag import Assistant
 from rag import shards as sharding
-from rag.assistant import Assistant
 from rag.errors import ConfigError, IndexCorruptError, IndexStaleError
 
 REPO = Path(__file__).resolve().parent.parent

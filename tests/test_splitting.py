@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.assistant import Assistant
+from rag import Assistant
 from rag.documents import read_document
 from rag.errors import ConfigError
 from rag.settings import SAMPLE_DOCUMENT, ChunkSettings

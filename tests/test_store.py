@@ -9,8 +9,7 @@ import faiss
 import pytest
 from conftest import ORCHARD, ORCHARD_QUESTION
 
-from rag import lexical, store
-from rag.assistant import Assistant
+from rag import Assistant, lexical, store
 from rag.embedding import resolve_model_path
 from rag.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStaleError
 from rag.settings import DEFAULT_MODEL, ChunkSettings, default_index_dir

@@ -14,7 +14,7 @@ import pytest
 from conftest import BRIDGE_TEXT, serve_app, source_text
 from fpdf import FPDF
 
-from rag.assistant import Assistant
+from rag import Assistant
 from rag.errors import DocumentError
 
 gr = pytest.importorskip("gradio")

@@ -3,7 +3,8 @@
 Every piece of document text shown in the page goes through `html.escape` first: a document is
 data, and a `<script>` or `<img onerror=...>` inside one must appear as text, never run.
 
-Only the public `rag` API is used (`Assistant`, `Answer`, `Conversation`, `RagError`).
+Only the public `rag` API is used: what `rag/__init__.py` exports (`Assistant`, `Answer`,
+`read_document`, the errors, ...), never a module inside the package.
 """
 from __future__ import annotations
 
@@ -23,10 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 
-from rag import Answer, Assistant  # noqa: E402
-from rag.documents import read_document  # noqa: E402
-from rag.errors import DocumentError, RagError  # noqa: E402
-from rag.settings import SUPPORTED_EXTENSIONS  # noqa: E402
+from rag import SUPPORTED_EXTENSIONS, Answer, Assistant, Conversation, DocumentError, RagError, read_document  # noqa: E402
 
 # Characters of surrounding text shown on each side of a cited sentence in the sources panel:
 # enough for the sentence before and after, which is where "the same year" gets its year.
@@ -173,7 +171,7 @@ def _source_text(assistant: Assistant, source: str) -> str | None:
 def ask_streaming(conversation, question: str):
     """Ask with a model writing the answer: yields the text written so far as it arrives
     (unchecked), then the final, checked `Answer`. Errors are raised here, not in the worker."""
-    from rag.generation import streaming
+    from rag import streaming
 
     events: queue.Queue = queue.Queue()
     result: dict = {}
@@ -258,10 +256,6 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
         if progress:
             progress(0.1, desc=f"Copying {name}")
         _store_upload(path, uploads / name)
-        # The documents indexed so far (those still on disk) plus the whole uploads folder.
-        sources = [
-            s for s in current.manifest["sources"] if Path(s).exists() and uploads.resolve() not in Path(s).resolve().parents
-        ]
         if progress:
             progress(0.3, desc="Updating the index")
 
@@ -269,8 +263,10 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
             rate = done / seconds if seconds > 0 else 0.0
             progress(0.3 + 0.6 * done / total, desc=f"Embedding {done:,}/{total:,} passages ({rate:,.0f} passages/s)")
 
-        rebuilt = Assistant.build([*sources, uploads], index_dir=current.index_dir, progress=embedded if progress else False)
-        holder.assistant = rebuilt.with_generator(current.generator)  # an upload keeps the answer writer
+        # The documents indexed so far (those still on disk) plus the whole uploads folder; the
+        # answer writer is kept.
+        rebuilt = current.add([uploads], progress=embedded if progress else False)
+        holder.assistant = rebuilt
     report = rebuilt.last_build
     skipped = [reason for p, reason in (report.skipped if report else []) if Path(p).name == name]
     if skipped:
@@ -309,7 +305,8 @@ class ChatSession:
         self.waiting: deque[tuple[int, int, str]] = deque()  # (epoch, index of its reply in messages, question)
         self.answering = False  # a worker is answering this session's questions
         self.epoch = 0
-        self.conversation = None
+        self.conversation: Conversation | None = None
+        self.assistant: Assistant | None = None  # the assistant `conversation` asks (uploads replace it)
         self.lock = threading.Lock()  # guards the fields above; never held while answering
 
     def snapshot(self) -> list[dict]:
@@ -400,16 +397,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     epoch, slot, question = session.waiting.popleft()
                     if epoch != session.epoch:
                         continue
-                    if session.conversation is None or session.conversation.assistant is not holder.assistant:
-                        session.conversation = holder.assistant.chat()  # first question, or the index changed since
-                    conversation = session.conversation
-                yield from _answer_one(session, conversation, epoch, slot, question)
+                    if session.conversation is None or session.assistant is not holder.assistant:
+                        # First question, or the index changed since.
+                        session.assistant, session.conversation = holder.assistant, holder.assistant.chat()
+                    conversation, current = session.conversation, session.assistant
+                yield from _answer_one(session, conversation, current, epoch, slot, question)
         finally:
             with session.lock:
                 session.answering = False
 
-    def _answer_one(session: ChatSession, conversation, epoch: int, slot: int, question: str):
-        current = conversation.assistant
+    def _answer_one(session: ChatSession, conversation: Conversation, current: Assistant, epoch: int, slot: int, question: str):
         if not session.set_reply(epoch, slot, PENDING):
             return
         yield session.snapshot(), gr.skip()
@@ -445,7 +442,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             session.epoch += 1  # what is still being answered is not written into the new chat
             session.messages = []
             session.waiting.clear()
-            session.conversation = None
+            session.conversation = session.assistant = None
         return [], render_sources(None)
 
     def upload(file, progress=gr.Progress()):

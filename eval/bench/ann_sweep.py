@@ -28,10 +28,9 @@ def run_ann_sweep(*, out: Path) -> int:
     from another process slows both alike. Vectors and questions are synthetic
     (`clustered_vectors`, `nearby_queries`).
     """
-    from rag import vectors
-    from rag.embedding import Embedder
-    from rag.retrieval import CANDIDATES
-    from rag.settings import default_model
+    from rag import Embedder, default_model
+
+    from ..internals import CANDIDATES, vectors
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     embedder = Embedder(default_model())

@@ -39,18 +39,13 @@ ROUNDS = 5
 # The issue's budget for a cold `rag ask`, in seconds.
 BUDGET_SECONDS = 2.0
 
-# The cold path as it was: open the index and ask, questions embedded with torch. Built without
-# `Assistant.open`, which would also load the ONNX question model in the background.
+# The cold path as it was: open the index and ask, questions embedded with torch (see
+# `eval.internals.torch_question_assistant`).
 TORCH_PATH = """
 import sys
 from pathlib import Path
-from rag import store
-from rag.assistant import Assistant
-from rag.embedding import Embedder
-index_dir = Path(sys.argv[1])
-data = store.load(index_dir)
-assistant = Assistant(index_dir, data, Embedder(data.manifest["model"], onnx_questions=False))
-print(assistant.ask(sys.argv[2]).text)
+from eval.internals import torch_question_assistant
+print(torch_question_assistant(Path(sys.argv[1])).ask(sys.argv[2]).text)
 """
 
 
@@ -63,8 +58,7 @@ def _children_cpu() -> float:
 
 def run_cold_bench(*, out: Path, rounds: int = ROUNDS) -> int:
     """Measure, print the table and write `out` (JSON). Returns the exit code (1 if a command failed)."""
-    from rag.assistant import Assistant
-    from rag.settings import SAMPLE_DOCUMENT
+    from rag import SAMPLE_DOCUMENT, Assistant
 
     with tempfile.TemporaryDirectory(prefix="rag-bench-cold-") as temporary:
         index_dir = Path(temporary) / "index"

@@ -41,7 +41,7 @@ class Corpus:
 
 def prepare_corpus(folder: Path) -> Corpus:
     """The sample document, plus SQuAD contexts written as text files into `folder` if available."""
-    from rag.settings import SAMPLE_DOCUMENT
+    from rag import SAMPLE_DOCUMENT
 
     if not SQUAD_FILE.is_file():
         return Corpus(

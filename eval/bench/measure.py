@@ -60,9 +60,7 @@ def run_bench(*, out: Path, passages: int) -> int:
 
 def _measure_all(corpus: Corpus, work: Path, *, synthetic_passages: int) -> dict:
     """Every row of the report, and the checks that failed."""
-    from rag.assistant import Assistant
-    from rag.embedding import Embedder
-    from rag.settings import SAMPLE_DOCUMENT, default_model
+    from rag import SAMPLE_DOCUMENT, Assistant, Embedder, default_model
 
     embedder = Embedder(default_model())
     progress("loading and warming up the model")
@@ -145,7 +143,7 @@ def throughput_row(passages: int, build_seconds: float, bare_seconds: float) -> 
 
 def reopen(paths: Sequence[Path], index_dir: Path, build_seconds: float) -> tuple[list[Row], int]:
     """Rows for re-building and opening an unchanged index; and how many passages were re-embedded."""
-    from rag.assistant import Assistant
+    from rag import Assistant
 
     rebuilt, rebuild_seconds = timed(lambda: Assistant.build(paths, index_dir=index_dir))
     _, open_seconds = timed(lambda: Assistant.open(index_dir))

@@ -2,8 +2,8 @@
 updated, then opened and searched, in fresh processes (see `protocol`), and the report's rows on
 disk size, memory, dense search and updating; and issue 16's budgets on the largest.
 
-The search timings read `Retriever._lexical`, an internal of rag.retrieval: BM25 alone has no
-public entry point, and its latency is one of the figures.
+The search timings read `Retriever._lexical`, an internal of rag.retrieval (through
+`eval.internals`): BM25 alone has no public entry point, and its latency is one of the figures.
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def store_child(task: StoreTask) -> dict:
     """In a fresh process: write, or open and search, a synthetic index; memory above the state before."""
     import faiss  # noqa: F401 - imported before the baseline so import costs are not counted
 
-    from rag import store
+    from ..internals import store
 
     inputs = json.loads(task.inputs.read_text(encoding="utf-8"))
     if task.action == "update":
@@ -152,11 +152,9 @@ def update_child(task: StoreTask, texts: list[str]) -> dict:
 
     Timed from opening to the commit; the new passages' texts are tokenized for real.
     """
-    from rag import columns, store
-    from rag.splitting import passage_id
-    from rag.store import Carried, SourceRecord
-    from rag.types import Passage
+    from rag import Passage
 
+    from ..internals import Carried, SourceRecord, columns, passage_id, store
     from .synthetic import PASSAGES_PER_DOCUMENT, clustered_vectors
 
     rng = np.random.default_rng(UPDATED_DOCUMENT_SEED)
@@ -190,7 +188,7 @@ def update_child(task: StoreTask, texts: list[str]) -> dict:
 def assistant_measurements(index_dir: Path, question: str) -> dict:
     """What a user waits for: `Assistant.open` (the synthetic sources are not files, so their
     staleness is not checked), then a first and a second `ask`, the question model loaded before."""
-    from rag.assistant import Assistant
+    from rag import Assistant
 
     assistant, open_seconds = timed(lambda: Assistant.open(index_dir, stale_ok=True))
     assistant.warm_up()
@@ -207,8 +205,7 @@ def search_measurements(data, questions: list[str]) -> dict:
     """
     import faiss
 
-    from rag import vectors
-    from rag.retrieval import CANDIDATES, Retriever
+    from ..internals import CANDIDATES, Retriever, vectors
 
     index = data.faiss_index
     rng = np.random.default_rng(1)

@@ -76,11 +76,9 @@ def synthetic_contents(passages: int, dimension: int, texts: list[str], model: s
     followed by its made-up words' terms; they are computed once per sentence, and the per-passage
     cost is measured separately on `TOKENIZING_SAMPLE` passages.
     """
-    from rag.settings import ChunkSettings
-    from rag.splitting import passage_id
-    from rag.store import SourceRecord
-    from rag.text import terms
-    from rag.types import Passage
+    from rag import ChunkSettings, Passage
+
+    from ..internals import SourceRecord, passage_id, terms
 
     rng = np.random.default_rng(0)
     sentence = rng.integers(0, len(texts), passages)

@@ -33,7 +33,7 @@ def progress(message: str) -> None:
 
 def warm_up(embedder) -> None:
     """Load the model and run a few batches so first-call costs stay out of every timing."""
-    from rag.embedding import BATCH_SIZE
+    from ..internals import BATCH_SIZE
 
     sentences = [f"Warm-up sentence number {i} about treaties, armies and rivers." for i in range(BATCH_SIZE)]
     embedder.model.encode(sentences, batch_size=BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False)
@@ -42,7 +42,7 @@ def warm_up(embedder) -> None:
 
 def bare_encode_seconds(embedder, texts: list[str]) -> float:
     """Seconds for `SentenceTransformer.encode` of `texts` with the pipeline's batch size."""
-    from rag.embedding import BATCH_SIZE
+    from ..internals import BATCH_SIZE
 
     model = embedder.model
     _, seconds = timed(lambda: model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
@@ -52,7 +52,7 @@ def bare_encode_seconds(embedder, texts: list[str]) -> float:
 
 def bare_question_seconds(embedder, question: str) -> float:
     """Seconds of `SentenceTransformer.encode([question])` with the pipeline's settings."""
-    from rag.embedding import BATCH_SIZE
+    from ..internals import BATCH_SIZE
 
     model = embedder.model
     return timed(lambda: model.encode([question], batch_size=BATCH_SIZE, normalize_embeddings=True,

@@ -116,7 +116,7 @@ def write_answer(
     return assemble(answer, checked, renumbering.citations)
 
 
-def assemble(answer: Answer, checked: Sequence[SentenceSupport], citations: list[Citation]) -> Answer:
+def assemble(answer: Answer, checked: Sequence[SentenceSupport], citations: Sequence[Citation]) -> Answer:
     """The final answer from checked sentences: the kept ones, or the extractive answer if none.
 
     Each sentence is checked against the union of the excerpts it cites, which a sentence can

@@ -229,7 +229,7 @@ class Verified:
     """A generated text after checking: the kept sentences renumbered, and the citations they use."""
 
     text: str  # the kept sentences, markers renumbered to `citations`
-    citations: list[Citation]  # the excerpts the kept sentences cite, in order of first use
+    citations: tuple[Citation, ...]  # the excerpts the kept sentences cite, in order of first use
     sentences: tuple[SentenceSupport, ...]  # every sentence, kept or removed, in order
 
     @property
@@ -260,8 +260,8 @@ class Renumbering:
         return MARKER.sub(renumber, sentence), tuple(final[n] for n in markers(sentence))
 
     @property
-    def citations(self) -> list[Citation]:
-        return [self.excerpts[n - 1] for n in self.order]
+    def citations(self) -> tuple[Citation, ...]:
+        return tuple(self.excerpts[n - 1] for n in self.order)
 
 
 def verify_sentences(

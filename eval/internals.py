@@ -1,0 +1,82 @@
+"""White-box access for the benchmarks: the ONE module of `eval/` and `ui/` that imports modules
+inside the `rag` package (everything else uses what `rag/__init__.py` exports).
+
+Why they are needed: some figures are of a part, not of the whole, and the public API rightly
+has no entry point for a part:
+
+- the search-at-scale table times dense search (`vectors`), BM25 alone (`Retriever`'s lexical
+  search) and exact search on synthetic indexes written with `store.write` from synthetic
+  passages (`passage_id`, `SourceRecord`, `terms`), without embedding millions of sentences, and
+  updates one synthetic document as `rag index` would (`columns`, `Carried`);
+- the ANN sweep builds flat and IVF indexes of synthetic vectors (`vectors`) and searches them as
+  deep as retrieval does (`CANDIDATES`);
+- the bare encodes every speed is compared with use the pipeline's batch size (`BATCH_SIZE`);
+- `rag bench --cold` times the torch question path that the ONNX export replaced
+  (`torch_question_assistant`);
+- `rag bench --ray` times the cluster's parts (`embed_on_ray`, the Serve app started as `rag serve`
+  starts it, `START_ATTEMPTS`; documents dealt one to a shard, `shard_of`; passages split as an
+  index splits them);
+- eval/pdf_extractors.py measures what rag's PDF reader removes (`pdf`, `pdftext`, `clean_pdf_text`);
+- `rag eval squad --held-out` reads which articles the learned reader was validated on
+  (`READER_METADATA`).
+
+Keep it to imports and small adapters: a benchmark's logic stays in its own module.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag import columns, pdftext, store, vectors
+from rag.cluster.serve import START_ATTEMPTS
+from rag.documents import collect
+from rag.embedding import BATCH_SIZE
+from rag.formats import _clean as clean_pdf_text
+from rag.formats import pdf
+from rag.reader import METADATA_FILE as READER_METADATA
+from rag.retrieval import CANDIDATES, Retriever
+from rag.splitting import passage_id, split_document
+from rag.store import Carried, SourceRecord
+from rag.text import terms
+
+if TYPE_CHECKING:
+    from rag import Assistant
+
+__all__ = [
+    "BATCH_SIZE", "CANDIDATES", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
+    "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of",
+    "split_document", "store", "terms", "torch_question_assistant", "vectors",
+]
+
+
+def torch_question_assistant(index_dir: Path) -> "Assistant":
+    """The index at `index_dir` opened as `rag ask` opened it before the ONNX question model:
+    questions embedded by torch. Built without `Assistant.open`, which would also load the ONNX
+    question model in the background."""
+    from rag import Assistant, Embedder
+
+    data = store.load(index_dir)
+    return Assistant(index_dir, data, Embedder(data.manifest["model"], onnx_questions=False))
+
+
+def embed_on_ray(texts: list[str], *, model: str, workers: int, progress=False):
+    """Embed `texts` with Ray Data on the connected cluster (rag.cluster.ingest; the `cluster` extra)."""
+    from rag.cluster.ingest import embed_on_ray as embed
+
+    return embed(texts, model=model, workers=workers, progress=progress)
+
+
+def shard_of(source: str, shards: int) -> int:
+    """The shard a source goes to (rag.shards): the bench deals one document to each shard."""
+    from rag.shards import shard_of as place
+
+    return place(source, shards)
+
+
+
+
+def serve_app(index_dir: str):
+    """The Ray Serve application of `rag serve` for `index_dir`, and the name it is run under."""
+    from rag.cluster.serve import APP_NAME, build_app
+
+    return build_app(index_dir), APP_NAME
