@@ -29,11 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from rag import Answer, Assistant
-from rag.answering import CALIBRATION_FILE, Calibration
-from rag.errors import ConfigError
-from rag.settings import SAMPLE_DOCUMENT
+from rag import SAMPLE_DOCUMENT, Answer, Assistant, ConfigError
 
+from .internals import CALIBRATION_FILE, Calibration
 from .paths import shared_data
 from .questions import DEFAULT_QUESTIONS, load_questions
 from .squad import load_articles, squad_normalize, write_documents

@@ -18,7 +18,10 @@ has no entry point for a part:
   index splits them);
 - eval/pdf_extractors.py measures what rag's PDF reader removes (`pdf`, `pdftext`, `clean_pdf_text`);
 - `rag eval squad --held-out` reads which articles the learned reader was validated on
-  (`READER_METADATA`).
+  (`READER_METADATA`);
+- training the learned reader (eval/train_reader.py) encodes and decodes as `reader` does and
+  mines the candidates the answerer reads (`ANSWER_CANDIDATES`, `MAX_CITATIONS`); fitting the
+  abstention model (eval/calibrate.py) writes the answerer's `CALIBRATION_FILE`.
 
 Keep it to imports and small adapters: a benchmark's logic stays in its own module.
 """
@@ -27,7 +30,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag import columns, pdftext, store, vectors
+from rag import columns, pdftext, reader, store, vectors
+from rag.answering import CALIBRATION_FILE, MAX_CITATIONS, Calibration
+from rag.answering import CANDIDATES as ANSWER_CANDIDATES
 from rag.cluster.serve import START_ATTEMPTS
 from rag.documents import collect
 from rag.embedding import BATCH_SIZE
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from rag import Assistant
 
 __all__ = [
+    "ANSWER_CANDIDATES", "CALIBRATION_FILE", "Calibration", "MAX_CITATIONS", "reader",
     "BATCH_SIZE", "CANDIDATES", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
     "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import reader as R
+from .internals import reader as R
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -160,7 +160,8 @@ def mine(articles: dict, questions: list[Question], work: Path) -> dict[str, lis
                 for qid, cands in raw.items()}
     from eval.squad import Article, write_documents
     from rag import Assistant
-    from rag.answering import CANDIDATES
+
+    from .internals import ANSWER_CANDIDATES as CANDIDATES
 
     folder = work / "docs"
     write_documents([Article(title, tuple(paragraphs), ()) for title, paragraphs in articles.items()], folder)
@@ -503,7 +504,7 @@ def choose_threshold(best: list[tuple[bool, float]], precision: float) -> tuple[
 
 def figures(read_items, fusion: R.Fusion) -> dict:
     """The issue's measures on these questions, deciding as rag.answering does."""
-    from rag.answering import MAX_CITATIONS
+    from .internals import MAX_CITATIONS
 
     top3, f1s, decisions = [], [], []
     for question, cands, readings in read_items:
