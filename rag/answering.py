@@ -48,6 +48,7 @@ from .extraction import (
     starts_with_pronoun,
     unknown_names,
 )
+from .lexical import idf
 from .store import IndexData
 
 if TYPE_CHECKING:  # a sharded index answers like one index: it has passages, bm25 and a vocabulary
@@ -360,7 +361,5 @@ def _inverse_document_frequencies(index: IndexData | ShardedIndexData) -> dict[s
     array: a loop over a million passages' vocabulary costs seconds at open."""
     bm25 = index.bm25
     n = max(1, len(index.passages))
-    df = np.diff(np.asarray(bm25.scores["indptr"]))
-    terms_ = [t for t, _ in sorted(bm25.vocab_dict.items(), key=lambda item: item[1])]
-    values = np.log1p((n - df + 0.5) / (df + 0.5)).tolist()
-    return {t: v for t, v in zip(terms_, values) if t != ""}
+    values = np.asarray(idf(np.diff(np.asarray(bm25.scores["indptr"])), n)).tolist()
+    return {t: values[column] for t, column in bm25.vocab_dict.items() if t != ""}
