@@ -39,7 +39,25 @@ ITERATION_BLOCK = 65_536  # rows read per block when iterating: a few MB of colu
 ROWS_SUFFIX = ".npy"
 
 
-class PassageTable(Sequence[Passage]):
+class _Passages(Sequence[Passage]):
+    """A `Sequence[Passage]` whose passages are made one at a time (`_passage`); a slice is a list."""
+
+    @overload
+    def __getitem__(self, i: int) -> Passage: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Passage]: ...
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._passage(j) for j in range(*i.indices(len(self)))]
+        return self._passage(i)
+
+    def _passage(self, i: int) -> Passage:
+        raise NotImplementedError
+
+
+class PassageTable(_Passages):
     """The passages of an index, read from their columns on demand; a `Sequence[Passage]`."""
 
     def __init__(self, rows: np.ndarray, blob: bytes | mmap.mmap):
@@ -50,15 +68,7 @@ class PassageTable(Sequence[Passage]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    @overload
-    def __getitem__(self, i: int) -> Passage: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Passage]: ...
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def _passage(self, i: int) -> Passage:
         row = self.rows[i]
         text, location, source = row["text"], row["location"], row["source"]
         return Passage(
@@ -238,7 +248,7 @@ def rows_by_source(passages: Sequence[Passage]) -> dict[str, np.ndarray]:
     return {source: np.asarray(rows, dtype=np.int64) for source, rows in grouped.items()}
 
 
-class Chain(Sequence[Passage]):
+class Chain(_Passages):
     """Several tables read as one sequence, the first's passages first (a sharded index's)."""
 
     def __init__(self, parts: Sequence[Sequence[Passage]]):
@@ -248,15 +258,7 @@ class Chain(Sequence[Passage]):
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    @overload
-    def __getitem__(self, i: int) -> Passage: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Passage]: ...
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def _passage(self, i: int) -> Passage:
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
