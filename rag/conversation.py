@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .extraction import find_names, question_shape
+from .extraction import names_in, question_shape
 from .types import Answer
 
 if TYPE_CHECKING:
@@ -109,12 +109,10 @@ def _reframe(rest: str, previous: str) -> str:
 
 def _last_person(turn: Turn) -> str | None:
     """The person the last turn was about: named in its answer if it asked who, else in its question."""
-    if question_shape(turn.query).answer_type == "person" and turn.answer.grounded:
-        direct = turn.answer.text.split("“")[0].strip().rstrip(".")
-        if direct:
-            return direct
-    names = find_names(turn.query, "")
-    return names[0].text if names else None
+    if question_shape(turn.query).answer_type == "person" and turn.answer.grounded and turn.answer.direct:
+        return turn.answer.direct
+    names = names_in(turn.query)
+    return names[0] if names else None
 
 
 def _replace_person(question: str, person: str) -> str:

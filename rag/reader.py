@@ -173,11 +173,14 @@ def decode(start_logits: np.ndarray, end_logits: np.ndarray, encoded: Encoded, w
 
 # -- fusion --------------------------------------------------------------------------------------
 
-FUSION_FEATURES = ("has_answer", "lead", "null", "reciprocal_rank", "dense", "lexical_share")
+FUSION_FEATURES = ("has_answer", "lead", "null", "reciprocal_rank", "dense", "lexical_share", "coverage", "unknown_words")
 
 
-def fusion_features(readings: Sequence[Reading], dense: Sequence[float], lexical: Sequence[float]) -> np.ndarray:
-    """One row per candidate (in retrieval order): the reader's evidence and retrieval's.
+def fusion_features(
+    readings: Sequence[Reading], dense: Sequence[float], lexical: Sequence[float], coverage: Sequence[float], unknown_words: float
+) -> np.ndarray:
+    """One row per candidate (in retrieval order): the reader's evidence, retrieval's, and the
+    question's words against the documents'.
 
     - has_answer: the reader's span score minus its null score;
     - lead: has_answer minus the best has_answer among the other candidates (a sentence that
@@ -186,7 +189,10 @@ def fusion_features(readings: Sequence[Reading], dense: Sequence[float], lexical
     - reciprocal_rank: 1 / (retrieval rank + 1);
     - dense: cosine similarity of question and sentence;
     - lexical_share: the BM25 score over the best BM25 score among the candidates (BM25 scores
-      are not comparable across questions; their ratio is).
+      are not comparable across questions; their ratio is);
+    - coverage: IDF-weighted share of the question's words in the sentence (half in a neighbour);
+    - unknown_words: IDF-weighted share of the question's words the documents never use (the
+      same for every candidate: it speaks of the question, not of the sentence).
     """
     has = np.array([max(r.has_answer, -50.0) for r in readings], dtype=np.float64)
     rows = []
@@ -194,7 +200,8 @@ def fusion_features(readings: Sequence[Reading], dense: Sequence[float], lexical
     for i, r in enumerate(readings):
         others = np.delete(has, i)
         lead = has[i] - (others.max() if len(others) else has[i])
-        rows.append([has[i], lead, r.null_score, 1.0 / (i + 1), dense[i], lexical[i] / top_lexical])
+        rows.append([has[i], lead, max(r.null_score, -50.0), 1.0 / (i + 1), dense[i], lexical[i] / top_lexical,
+                     coverage[i], unknown_words])
     return np.array(rows, dtype=np.float64)
 
 

@@ -261,14 +261,3 @@ def test_citations_are_verbatim_in_a_cp1252_document(tmp_path, verbatim):
     assert answer.grounded and answer.text.startswith("1887")
     assert any("Émile Béranger" in c.text for c in answer.citations)
     verbatim(answer, encoding)
-
-
-def test_a_calibration_out_of_step_with_the_answerer_names_the_fix(tmp_path):
-    from rag.answering import Calibration
-    from rag.errors import ConfigError
-
-    stale = Calibration(weights={"retired_signal": 1.0}, bias=0.0, threshold=0.5, source="test")
-    with pytest.raises(ConfigError, match="python -m eval.calibrate"):
-        stale.probability({"dense": 0.5})
-    with pytest.raises(ConfigError, match="missing or malformed"):
-        Calibration.load(tmp_path / "absent.json")
