@@ -333,11 +333,6 @@ class Assistant:
         hits = self._retriever.search(words, vector, k=k, mode=mode)
         return hits, Timings(embed=embedded - started, search=time.perf_counter() - embedded)
 
-    def answer_features(self, question: str) -> dict[str, float] | None:
-        """The signals the abstention decision is taken on (for calibration and reports)."""
-        question = clean_question(question)
-        return self._answerer.features(question, self.search(question))
-
     # -- facts -------------------------------------------------------------------------------
 
     @property
