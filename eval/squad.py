@@ -154,7 +154,7 @@ def first_match(texts: list[str], gold: tuple[str, ...]) -> int | None:
 def direct_answer(answer: Answer) -> str:
     """The answer before its first quoted excerpt ("1918. “…”" → "1918"); all of it when the
     answer is the quoted statement itself, or nothing is quoted. (The text, not `Answer.direct`:
-    the rule answerer's text resolves a relative date, "March 1918", that `direct` keeps verbatim.)"""
+    the text resolves a relative date, "March 1918", that `direct` keeps verbatim.)"""
     head = answer.text.partition("“")[0].strip().removesuffix(".").strip()
     return head or answer.text.strip()
 

@@ -19,8 +19,11 @@ Steps (each reproducible: fixed seeds, a fixed number of steps, never wall time)
    (a fresh span head), SQuAD 2.0 style: per pair, the answer's start and end token, or [CLS]
    for "no answer here". Per question: its positive sentence(s) and its top-ranked negatives.
 4. Export to ONNX, dynamic int8 quantisation, checked against the fp32 export on validation.
-5. Fusion: a logistic regression over the reader's and retrieval's evidence (rag.reader.
-   FUSION_FEATURES) on the `fit` articles, and the abstention threshold chosen there.
+5. Decisions, fitted on the `fit` articles' questions and on the same questions asked "out of
+   scope" (of the index without their article, their words weighed against its vocabulary):
+   the fusion, a per-candidate logistic regression over the reader's and retrieval's evidence
+   (rag.reader.FUSION_FEATURES); the abstention, a per-question one (QUESTION_FEATURES) and its
+   threshold (ANSWERED_SHARE); the span choice among the reader's best spans (SPAN_FEATURES).
 6. Figures on `validation` with the shipped int8 model, and the metadata (data sha256, settings,
    seeds, validation curve, figures) written beside the weights.
 
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .internals import question_shape
 from .internals import reader as R
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -475,8 +479,10 @@ class Item:
     answerable: bool  # False for SQuAD v2.0's unanswerable questions and for out-of-scope ones
 
     def features(self) -> np.ndarray:
+        expected = question_shape(self.question.text).answer_type
         return R.fusion_features(self.readings, [c.dense for c in self.candidates], [c.lexical for c in self.candidates],
-                                 self.coverage, self.unknown_words)
+                                 self.coverage, self.unknown_words,
+                                 [R.lacks_expected_type(expected, c.text) for c in self.candidates])
 
 
 def read_all(read, items, evidence, *, outside: bool = False) -> list[Item]:
@@ -553,7 +559,7 @@ def features_and_labels(items: list[Item]):
 # misleads; SQuAD v2.0's unanswerable questions (rewrites of a paragraph's own sentences) can't be
 # told apart without withholding many right answers: on the fit articles no threshold that
 # answers more than 99% reaches an abstention precision of 75%. The same 95% rule the hand-made
-# calibration this reader replaces used (it answered 95% of SQuAD v1.1's answerable questions).
+# calibration of the rule answerer this reader replaced used.
 ANSWERED_SHARE = 0.95
 
 

@@ -228,8 +228,9 @@ class Assistant:
         Args:
             question: the question, in plain text.
             mode: retrieval mode; "hybrid" (default), or "dense"/"bm25" for baselines.
-            min_confidence: answer only above this confidence (default: the calibrated
-                threshold); 0 never abstains, which evaluation uses to trace the coverage curve.
+            min_confidence: answer only above this confidence (default: the threshold fitted
+                with the reader, in rag/models/reader/reader.json); 0 never abstains, which
+                evaluation uses to trace the coverage curve.
 
         Raises:
             QuestionError: the question is empty, too long, or not text.

@@ -29,12 +29,17 @@ _ASKS_WHEN = (
     r"|\bwhen\s*\?$"
     r"|\b(?:what|which)\s+(?:year|date|day|month|time|century|decade)\b"
 )
+# The roles of "which/what … <role>" questions that ask for a person: each occurs so in the
+# 10,951 questions of SQuAD v1.1 and v2.0 dev part A (general 25, person 13, leader 12, king 10,
+# author 7, president 6, scientist 5, officer 3, writer 3, minister 2, queen 2, man 1). Roles
+# that only the sample's questions used (ambassador, diplomat, editor, spy, agent) are not here:
+# a "who" question about them still says "who".
 _ASKS_WHO = (
     r"^(?:and\s+)?(?:who|whom|whose)\b"
-    r"|\b(?:which|what)\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|commander|officer|diplomat|ambassador|king|queen"
-    r"|president|minister|author|writer|scientist|editor|spy|agent)\b"
+    r"|\b(?:which|what)\s+(?:\w+\s+){0,2}(?:person|man|leader|general|officer|king|queen"
+    r"|president|minister|author|writer|scientist)\b"
     r"|\bwhat\s+(?:was|is)\s+(?:his|her|the)\s+(?:\w+\s+)?name\b"
-    r"|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|woman|leader|general|diplomat|ambassador|editor|agent)\b"
+    r"|\bname\s+of\s+the\s+(?:\w+\s+){0,2}(?:person|man|leader|king)\b"
 )
 _ASKS_WHERE = (
     r"^(?:and\s+)?where\b"

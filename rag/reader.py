@@ -186,7 +186,7 @@ def decode(start_logits: np.ndarray, end_logits: np.ndarray, encoded: Encoded, w
 
 # Spans kept per candidate for the span choice.
 ALTERNATIVES = 10
-SPAN_FEATURES = ("margin", "question_words", "beside_question_word", "lacks_expected_type")
+SPAN_FEATURES = ("margin", "question_words", "beside_question_word")
 # English numerals, for "how many" answers written in words ("two reasons", "a dozen").
 _NUMBER_WORDS = re.compile(
     r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
@@ -200,17 +200,16 @@ def span_features(question: str, sentence: str, alternatives: Sequence[tuple[flo
     - question_words: share of the span's words that the question uses (an answer seldom
       repeats the question: 17% of SQuAD v1.1 part A's answers share any word with it);
     - beside_question_word: a word the question uses stands right before or after the span
-      ("4,300 tanks" for "how many tanks");
-    - lacks_expected_type: the question expects a number, a date or a name and the span has none.
+      ("4,300 tanks" for "how many tanks").
 
-    The span's length was a fifth feature; on the fit articles it favoured longer spans and gained
-    nothing on the validation articles' direct F1 (0.5169 with it, 0.5173 without).
+    The span's length and whether it holds an answer of the asked kind were features too; the
+    fit articles gave the kind no weight, and the length favoured longer spans without gaining
+    on the validation articles' direct F1 (0.5169 with it, 0.5173 without).
     """
-    from .extraction import question_shape, question_terms
+    from .extraction import question_terms
     from .text import terms
 
     asked = set(question_terms(question))
-    expected = question_shape(question).answer_type
     rows = []
     best = alternatives[0][0] if alternatives else 0.0
     for score, start, end in alternatives:
@@ -220,8 +219,7 @@ def span_features(question: str, sentence: str, alternatives: Sequence[tuple[flo
         before = re.findall(r"[\w'’-]+", sentence[:start])[-1:]
         after = re.findall(r"[\w'’-]+", sentence[end:])[:1]
         beside = any(set(terms(word)) & asked for word in before + after)
-        lacks = lacks_expected_type(expected, text)
-        rows.append([score - best, share, float(beside), float(lacks)])
+        rows.append([score - best, share, float(beside)])
     return np.array(rows, dtype=np.float64).reshape(-1, len(SPAN_FEATURES))
 
 
@@ -267,11 +265,13 @@ class SpanChoice:
 
 # -- fusion --------------------------------------------------------------------------------------
 
-FUSION_FEATURES = ("has_answer", "lead", "null", "reciprocal_rank", "dense", "lexical_share", "coverage", "unknown_words")
+FUSION_FEATURES = ("has_answer", "lead", "null", "reciprocal_rank", "dense", "lexical_share", "coverage", "unknown_words",
+                   "lacks_expected_type")
 
 
 def fusion_features(
-    readings: Sequence[Reading], dense: Sequence[float], lexical: Sequence[float], coverage: Sequence[float], unknown_words: float
+    readings: Sequence[Reading], dense: Sequence[float], lexical: Sequence[float], coverage: Sequence[float], unknown_words: float,
+    lacks_type: Sequence[bool],
 ) -> np.ndarray:
     """One row per candidate (in retrieval order): the reader's evidence, retrieval's, and the
     question's words against the documents'.
@@ -286,10 +286,13 @@ def fusion_features(
       are not comparable across questions; their ratio is);
     - coverage: IDF-weighted share of the question's words in the sentence (half in a neighbour);
     - unknown_words: IDF-weighted share of the question's words the documents never use (the
-      same for every candidate: it speaks of the question, not of the sentence).
-
-    Whether the sentence holds an answer of the asked kind (a date for "when"…) was a ninth
-    feature: it lowered the validation articles' top-3 (78.4% against 78.9%) and direct F1.
+      same for every candidate: it speaks of the question, not of the sentence);
+    - lacks_expected_type: the question asks for a number, a date or a name and the sentence
+      holds none (`lacks_expected_type`). The fit articles weigh it (-0.24, standardised); on
+      the validation articles it is neutral (answer in the first 3 citations 78.4% with it,
+      78.9% without: 3 questions of 695; direct F1 0.516 and 0.517). Without it the reader
+      answered the flagship question from "…a new Brest peace treaty with Hitler?" ("Hitler")
+      once other documents were indexed beside the sample (tests/test_formats.py).
     """
     has = np.array([max(r.has_answer, -50.0) for r in readings], dtype=np.float64)
     rows = []
@@ -298,7 +301,7 @@ def fusion_features(
         others = np.delete(has, i)
         lead = has[i] - (others.max() if len(others) else has[i])
         rows.append([has[i], lead, max(r.null_score, -50.0), 1.0 / (i + 1), dense[i], lexical[i] / top_lexical,
-                     coverage[i], unknown_words])
+                     coverage[i], unknown_words, float(lacks_type[i])])
     return np.array(rows, dtype=np.float64)
 
 
