@@ -1,9 +1,10 @@
 """From retrieved sentences to an answer: the learned reader (rag.reader) reads each candidate
 with its neighbours; its verdict is fused with retrieval's evidence and with how much of the
-question the documents cover; the best candidate's answer span becomes the direct answer,
-followed by the cited sentence(s). The assistant abstains when the fused probability that any
-candidate holds the answer is under the threshold fitted on held-out articles (see
-eval/train_reader.py and rag/models/reader/reader.json).
+question the sentence covers (which sentence answers); a per-question model over the best
+candidates and the question's words the documents never use says whether any does, and the
+assistant abstains under the threshold fitted on held-out articles; the span chosen among the
+reader's best in the answering sentence is the direct answer, followed by the cited
+sentence(s). All three are fitted by eval/train_reader.py and kept in rag/models/reader/reader.json.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ ABSTAIN_TEXT = "The documents don't say. No passage in them answers this questio
 
 @dataclass(frozen=True)
 class QuestionEvidence:
-    """The question's content words weighed against the documents (for the fusion).
+    """The question's content words weighed against the documents (for the fusion and the abstention).
 
     A question about something the documents never mention ("Who won the 2018 World Cup?"
     against a history article) uses words they don't have: the reader alone, which sees one

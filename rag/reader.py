@@ -24,7 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ConfigError
+from .extraction import find_dates, question_terms
 from .store import file_sha256
+from .text import terms
 
 MODEL_DIR = Path(__file__).with_name("models") / "reader"
 MODEL_FILE = MODEL_DIR / "model.onnx"
@@ -206,9 +208,6 @@ def span_features(question: str, sentence: str, alternatives: Sequence[tuple[flo
     fit articles gave the kind no weight, and the length favoured longer spans without gaining
     on the validation articles' direct F1 (0.5169 with it, 0.5173 without).
     """
-    from .extraction import question_terms
-    from .text import terms
-
     asked = set(question_terms(question))
     rows = []
     best = alternatives[0][0] if alternatives else 0.0
@@ -226,8 +225,6 @@ def span_features(question: str, sentence: str, alternatives: Sequence[tuple[flo
 def lacks_expected_type(expected: str, text: str) -> bool:
     """The question expects a number, a date or a name (`QuestionShape.answer_type`) and `text`
     holds none: no digit or numeral, no date, no capitalised word."""
-    from .extraction import find_dates
-
     if expected == "number":
         return not (re.search(r"\d", text) or _NUMBER_WORDS.search(text))
     if expected == "date":
