@@ -20,8 +20,9 @@ has no entry point for a part:
 - `rag eval squad --held-out` reads which articles the learned reader was validated on
   (`READER_METADATA`);
 - training the learned reader (eval/train_reader.py) encodes and decodes as `reader` does and
-  mines the candidates the answerer reads (`ANSWER_CANDIDATES`, `MAX_CITATIONS`); fitting the
-  abstention model (eval/calibrate.py) writes the answerer's `CALIBRATION_FILE`.
+  mines the candidates the answerer reads (`ANSWER_CANDIDATES`, `MAX_CITATIONS`), and fits the
+  fusion on the evidence the `Answerer` computes (`question_evidence`, also against a `Vocabulary`
+  without the question's own article).
 
 Keep it to imports and small adapters: a benchmark's logic stays in its own module.
 """
@@ -31,24 +32,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag import columns, pdftext, reader, store, vectors
-from rag.answering import CALIBRATION_FILE, MAX_CITATIONS, Calibration
 from rag.answering import CANDIDATES as ANSWER_CANDIDATES
+from rag.answering import MAX_CITATIONS, Answerer, question_evidence
 from rag.cluster.serve import START_ATTEMPTS
 from rag.documents import collect
 from rag.embedding import BATCH_SIZE
+from rag.extraction import question_shape
 from rag.formats import _clean as clean_pdf_text
 from rag.formats import pdf
 from rag.reader import METADATA_FILE as READER_METADATA
 from rag.retrieval import CANDIDATES, Retriever
 from rag.splitting import passage_id, split_document
 from rag.store import Carried, SourceRecord
-from rag.text import terms
+from rag.text import Vocabulary, terms
 
 if TYPE_CHECKING:
     from rag import Assistant
 
 __all__ = [
-    "ANSWER_CANDIDATES", "CALIBRATION_FILE", "Calibration", "MAX_CITATIONS", "reader",
+    "ANSWER_CANDIDATES", "Answerer", "MAX_CITATIONS", "Vocabulary", "question_evidence", "question_shape", "reader",
     "BATCH_SIZE", "CANDIDATES", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
     "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",

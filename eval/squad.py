@@ -8,7 +8,7 @@ articles is asked once per retrieval mode. Per mode the report gives:
 - recall@1/3/5 and MRR of the gold answer, over the cited excerpts of the answer ("cited") and
   over the top 5 retrieved passages ("retrieved", the fair retrieval-only comparison);
 - answer accuracy: a gold answer inside the grounded answer's text (SQuAD normalisation);
-- exact match and token F1 of the direct answer (the text before the first quoted excerpt);
+- exact match and token F1 of the direct answer (`Answer.direct`: SQuAD's gold answers are verbatim spans);
 - on SQuAD v2.0, abstention precision and recall on the unanswerable questions;
 - median latency of `Assistant.ask`.
 
@@ -154,7 +154,7 @@ def first_match(texts: list[str], gold: tuple[str, ...]) -> int | None:
 def direct_answer(answer: Answer) -> str:
     """The answer before its first quoted excerpt ("1918. “…”" → "1918"); all of it when the
     answer is the quoted statement itself, or nothing is quoted. (The text, not `Answer.direct`:
-    the rule answerer's text resolves a relative date, "March 1918", that `direct` keeps verbatim.)"""
+    the text resolves a relative date, "March 1918", that `direct` keeps verbatim.)"""
     head = answer.text.partition("“")[0].strip().removesuffix(".").strip()
     return head or answer.text.strip()
 
@@ -186,7 +186,8 @@ def score(question: Question, answer: Answer, retrieved: list[str], seconds: flo
     if not question.answerable:
         return Outcome(answer, seconds, None, None, False, False, 0.0)
     text = squad_normalize(answer.text)
-    direct = direct_answer(answer) if answer.grounded else ""
+    # `direct` is verbatim, as SQuAD's gold answers are (the text may say "March 1918" for it).
+    direct = (answer.direct or direct_answer(answer)) if answer.grounded else ""
     return Outcome(
         answer=answer,
         seconds=seconds,

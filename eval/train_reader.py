@@ -19,8 +19,11 @@ Steps (each reproducible: fixed seeds, a fixed number of steps, never wall time)
    (a fresh span head), SQuAD 2.0 style: per pair, the answer's start and end token, or [CLS]
    for "no answer here". Per question: its positive sentence(s) and its top-ranked negatives.
 4. Export to ONNX, dynamic int8 quantisation, checked against the fp32 export on validation.
-5. Fusion: a logistic regression over the reader's and retrieval's evidence (rag.reader.
-   FUSION_FEATURES) on the `fit` articles, and the abstention threshold chosen there.
+5. Decisions, fitted on the `fit` articles' questions and on the same questions asked "out of
+   scope" (of the index without their article, their words weighed against its vocabulary):
+   the fusion, a per-candidate logistic regression over the reader's and retrieval's evidence
+   (rag.reader.FUSION_FEATURES); the abstention, a per-question one (QUESTION_FEATURES) and its
+   threshold (ANSWERED_SHARE); the span choice among the reader's best spans (SPAN_FEATURES).
 6. Figures on `validation` with the shipped int8 model, and the metadata (data sha256, settings,
    seeds, validation curve, figures) written beside the weights.
 
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .internals import question_shape
 from .internals import reader as R
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +193,38 @@ def mine(articles: dict, questions: list[Question], work: Path) -> dict[str, lis
         result[question.id] = candidates
         if n % 500 == 0:
             print(f"mined {n}/{len(questions)} questions in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    cache.write_text(json.dumps({qid: [asdict(c) for c in cands] for qid, cands in result.items()}), encoding="utf-8")
+    return result
+
+
+def mine_outside(articles: dict, questions: list[Question], work: Path) -> dict[str, list[Candidate]]:
+    """Out-of-scope questions: each question's candidates from the index with its own article left
+    out (the hybrid search's results from the other articles), cached in WORK/outside.json.
+
+    They stand for what users ask of documents that never speak of it; SQuAD v2.0's unanswerable
+    questions are the other kind (written against a paragraph that almost answers them).
+    Filtering a search of the whole index approximates an index without the article: BM25's
+    statistics still count its words, which makes the other articles' scores a little lower.
+    """
+    cache = work / "outside.json"
+    if cache.is_file():
+        raw = json.loads(cache.read_text(encoding="utf-8"))
+        return {qid: [Candidate(**c) for c in cands] for qid, cands in raw.items()}
+    from rag import Assistant
+
+    from .internals import ANSWER_CANDIDATES as CANDIDATES
+
+    assistant = Assistant.open(work / "index")
+    by_place = {(p.source, p.position): p for p in assistant.passages}
+    vectors = assistant._embedder.encode([q.text for q in questions])
+    result: dict[str, list[Candidate]] = {}
+    for n, question in enumerate(questions):
+        own = _file_name(question.title)
+        # Four times the candidates: an article's own sentences fill most of the top of its search.
+        hits = [h for h in assistant._retriever.search(question.text, vectors[n], k=4 * CANDIDATES)
+                if Path(h.passage.source).name != own][:CANDIDATES]
+        result[question.id] = [_candidate(hit.passage, by_place, question, rank, hit.dense_score, hit.lexical_score)
+                               for rank, hit in enumerate(hits)]
     cache.write_text(json.dumps({qid: [asdict(c) for c in cands] for qid, cands in result.items()}), encoding="utf-8")
     return result
 
@@ -431,97 +467,213 @@ def compare(fp32_read, int8_read, items) -> dict:
 # -- 5. fusion and 6. figures ------------------------------------------------------------------
 
 
-def read_all(read, items) -> list[tuple[Question, list[Candidate], list[R.Reading]]]:
-    """The reader's verdicts on every retrieved candidate of the given questions."""
+@dataclass(frozen=True)
+class Item:
+    """A question, its retrieved candidates and everything the fusion weighs about them."""
+
+    question: Question
+    candidates: list[Candidate]
+    readings: list[R.Reading]
+    coverage: list[float]
+    unknown_words: float
+    answerable: bool  # False for SQuAD v2.0's unanswerable questions and for out-of-scope ones
+
+    def features(self) -> np.ndarray:
+        expected = question_shape(self.question.text).answer_type
+        return R.fusion_features(self.readings, [c.dense for c in self.candidates], [c.lexical for c in self.candidates],
+                                 self.coverage, self.unknown_words,
+                                 [R.lacks_expected_type(expected, c.text) for c in self.candidates])
+
+
+def read_all(read, items, evidence, *, outside: bool = False) -> list[Item]:
+    """The reader's verdicts and the question evidence on every retrieved candidate.
+
+    `evidence(question)` weighs the question's words against the documents with the code that
+    answers (rag.answering.question_evidence), against the vocabulary the question is asked of."""
     out = []
     for n, (question, cands) in enumerate(items):
         retrieved = [c for c in cands if c.rank is not None]
-        out.append((question, retrieved, read(question.text, [c.window() for c in retrieved])))
+        asked = evidence(question)
+        coverage = [asked.coverage(c.text, f"{c.previous} {c.following}") for c in retrieved]
+        readings = read(question, [c.window() for c in retrieved]) if retrieved else []
+        out.append(Item(question, retrieved, readings, coverage,
+                        asked.unknown_words, bool(question.answers) and not outside))
         if n % 300 == 0:
             print(f"read {n}/{len(items)} questions", file=sys.stderr)
     return out
 
 
-def features_and_labels(read_items):
+def cached_reader(read, cache: Path):
+    """`read` keyed by question id and cached in `cache` (one file per model: its sha256 is in
+    the name), so refitting the fusion does not read every candidate again."""
+    store = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+
+    def read_question(question: Question, windows: list[R.Window]) -> list[R.Reading]:
+        key = f"{question.id}:{len(windows)}:{windows[0].text[:40] if windows else ''}"
+        if key not in store:
+            store[key] = [asdict(r) for r in read(question.text, windows)]
+        return [R.Reading(**r) for r in store[key]]
+
+    def save() -> None:
+        cache.write_text(json.dumps(store), encoding="utf-8")
+
+    read_question.save = save  # type: ignore[attr-defined]
+    return read_question
+
+
+def evidence_without_own_article(answerer, index_passages, questions: list[Question]):
+    """Question evidence as an index without the question's own article would give it.
+
+    An out-of-scope question is simulated by searching the training index with its article left
+    out; its words must be weighed the same way, or the article's own vocabulary (names, rare
+    terms) makes every word look known and `unknown_words` learns nothing."""
+    from .internals import Vocabulary, question_evidence, terms
+
+    by_source: dict[str, set[str]] = {}
+    for passage in index_passages:
+        by_source.setdefault(Path(passage.source).name, set()).update(terms(passage.text))
+    vocabularies: dict[str, object] = {}
+    for own in {_file_name(q.title) for q in questions}:
+        vocabularies[own] = Vocabulary(set().union(*(t for name, t in by_source.items() if name != own)))
+    idf, typical = answerer._idf, answerer._idf_median
+
+    def evidence(question: Question):
+        return question_evidence(question.text, vocabularies[_file_name(question.title)], idf, typical)
+
+    return evidence
+
+
+def features_and_labels(items: list[Item]):
     rows, labels, groups = [], [], []
-    for g, (question, cands, readings) in enumerate(read_items):
-        if not cands:
+    for g, item in enumerate(items):
+        if not item.candidates:
             continue
-        rows.append(R.fusion_features(readings, [c.dense for c in cands], [c.lexical for c in cands]))
-        labels += [c.positive for c in cands]
-        groups += [g] * len(cands)
+        rows.append(item.features())
+        labels += [c.positive and item.answerable for c in item.candidates]
+        groups += [g] * len(item.candidates)
     return np.vstack(rows), np.array(labels), np.array(groups)
 
 
-# The abstention threshold's operating point: of the questions the assistant refuses, at least
-# this share must be ones the documents really don't answer (issue 13's target for SQuAD v2.0:
-# ≥ 50% of unanswerable questions abstained at a precision ≥ 75%). Among the thresholds that
-# reach it on the fit articles, the one that abstains most is chosen; a refusal of an answerable
-# question costs the user the answer, so the precision floor is what bounds it.
-ABSTENTION_PRECISION = 0.75
+# The abstention threshold: the highest that still answers this share of the fit articles'
+# answerable questions. A needless refusal costs the user the answer as much as a wrong one
+# misleads; SQuAD v2.0's unanswerable questions (rewrites of a paragraph's own sentences) can't be
+# told apart without withholding many right answers: on the fit articles no threshold that
+# answers more than 99% reaches an abstention precision of 75%. The same 95% rule the hand-made
+# calibration of the rule answerer this reader replaced used.
+ANSWERED_SHARE = 0.95
 
 
-def fit_fusion(read_items, seed: int) -> tuple[R.Fusion, dict]:
-    """Logistic regression per candidate, then the threshold on the best candidate's probability
-    (the highest that keeps abstention precision ≥ ABSTENTION_PRECISION on the fit articles)."""
+def standardised_logistic(x: np.ndarray, y: np.ndarray, seed: int) -> R.Logistic:
+    """A logistic regression on standardised features, as `rag.reader.Logistic` applies it."""
     from sklearn.linear_model import LogisticRegression
 
-    x, y, groups = features_and_labels(read_items)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit((x - mean) / scale, y)
-    fusion = R.Fusion(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]), 0.0,
+    return R.Logistic(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]),
                       tuple(float(m) for m in mean), tuple(float(s) for s in scale))
-    probs = fusion.probabilities(x)
-    best = [(bool(read_items[g][0].answers), float(probs[groups == g].max())) for g in sorted(set(groups))]
-    threshold, point = choose_threshold(best, ABSTENTION_PRECISION)
-    fusion = R.Fusion(fusion.weights, fusion.bias, threshold, fusion.mean, fusion.scale)
-    return fusion, {"fit_pairs": int(len(y)), "fit_positive": int(y.sum()), "fit_operating_point": point}
 
 
-def choose_threshold(best: list[tuple[bool, float]], precision: float) -> tuple[float, dict]:
-    """The threshold t (abstain when the best probability < t) that abstains on the most
-    unanswerable questions while the abstentions' precision stays ≥ `precision`; 0.0 (never
-    abstain) when no threshold reaches it."""
-    unanswerable = sum(1 for answerable, _ in best if not answerable)
-    chosen, point = 0.0, {"abstention_recall": 0.0, "abstention_precision": None, "answerable_abstained": 0.0}
-    if not unanswerable:
-        return chosen, point
-    answerable_total = len(best) - unanswerable
-    right = wrong = 0
-    # Walk the thresholds upwards: each question whose best probability is passed is abstained.
-    for answerable, p in sorted(best, key=lambda item: item[1]):
-        if answerable:
-            wrong += 1
-        else:
-            right += 1
-        if right / (right + wrong) >= precision:
-            chosen = float(np.nextafter(p, np.inf))
-            point = {"abstention_recall": round(right / unanswerable, 4),
-                     "abstention_precision": round(right / (right + wrong), 4),
-                     "answerable_abstained": round(wrong / answerable_total, 4) if answerable_total else 0.0}
-    return chosen, point
+def fit_fusion(items: list[Item], outside: list[Item], seed: int) -> tuple[R.Fusion, dict]:
+    """Logistic regression per candidate (does it hold the answer?) over the fit articles'
+    questions and the out-of-scope ones."""
+    x, y, _ = features_and_labels(items + outside)
+    fusion = R.Fusion(**asdict(standardised_logistic(x, y, seed)))
+    return fusion, {"fit_pairs": int(len(y)), "fit_positive": int(y.sum())}
 
 
-def figures(read_items, fusion: R.Fusion) -> dict:
-    """The issue's measures on these questions, deciding as rag.answering does."""
+def fit_abstention(items: list[Item], outside: list[Item], fusion: R.Fusion, seed: int) -> R.Abstention:
+    """Logistic regression per question (does any candidate answer?) over the same questions, then
+    the threshold that answers ANSWERED_SHARE of the fit articles' answerable questions."""
+    asked = [item for item in items + outside if item.candidates]
+    x = np.vstack([R.question_features(item.features(), fusion) for item in asked])
+    y = np.array([item.answerable for item in asked])
+    model = standardised_logistic(x, y, seed)
+    abstention = R.Abstention(**asdict(model))
+    answerable = sorted(answer_probability(item, fusion, abstention) for item in items if item.answerable)
+    threshold = answerable[int((1 - ANSWERED_SHARE) * len(answerable))]
+    return R.Abstention(**asdict(model), threshold=threshold)
+
+
+def answer_probability(item: Item, fusion: R.Fusion, abstention: R.Abstention) -> float:
+    """P(the documents answer the item's question), as rag.answering computes it."""
+    if not item.candidates:
+        return 0.0
+    return float(abstention.probabilities(R.question_features(item.features(), fusion)))
+
+
+def span_rows(items: list[Item]):
+    """For each answerable question's answer sentence: its alternatives' features, and each
+    alternative's token F1 against the gold answers."""
+    for item in items:
+        if not item.answerable:
+            continue
+        for cand, reading in zip(item.candidates, item.readings):
+            if cand.positive and len(reading.alternatives) >= 2:
+                f1s = [max(token_f1(cand.text[a:b], g.text) for g in item.question.answers) for _, a, b in reading.alternatives]
+                yield R.span_features(item.question.text, cand.text, reading.alternatives), np.array(f1s)
+
+
+# The weights the span choice searches, the margin's fixed at 1: a grid, since the objective
+# (the chosen span's token F1) is not smooth. A pointwise logistic regression (is this
+# alternative the best?) chose worse spans than the model alone, even on its own fitting data.
+SPAN_WEIGHT_GRID = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+
+
+def fit_span_choice(items: list[Item], seed: int) -> tuple[R.SpanChoice, dict]:
+    """The weights whose choice has the best mean token F1 on the fit articles' answer sentences
+    (ties: the first found, which the grid's order makes the one nearest the model's own best)."""
+    import itertools
+
+    rows = list(span_rows(items))
+    width = max(len(f1s) for _, f1s in rows)
+    features = np.zeros((len(rows), width, len(R.SPAN_FEATURES)))
+    f1 = np.full((len(rows), width), -1.0)
+    for i, (x, f1s) in enumerate(rows):
+        features[i, : len(f1s)], f1[i, : len(f1s)] = x, f1s
+        features[i, len(f1s):, 0] = -1e9  # no such alternative: never chosen
+    best_weights, best_f1 = (1.0,) + (0.0,) * (len(R.SPAN_FEATURES) - 1), -1.0
+    for rest in itertools.product(SPAN_WEIGHT_GRID, repeat=len(R.SPAN_FEATURES) - 1):
+        weights = np.array((1.0, *rest))
+        chosen = f1[np.arange(len(rows)), np.argmax(features @ weights, axis=1)].mean()
+        if chosen > best_f1 + 1e-9:
+            best_weights, best_f1 = (1.0, *rest), float(chosen)
+    choice = R.SpanChoice(tuple(float(w) for w in best_weights))
+    return choice, {"sentences": len(rows), **span_f1(items, choice)}
+
+
+def span_f1(items: list[Item], choice: R.SpanChoice) -> dict:
+    """Mean token F1 inside the answer sentences: the model's best span against the chosen one."""
+    best, chosen = [], []
+    for features, f1s in span_rows(items):
+        best.append(f1s[0])
+        chosen.append(f1s[int(np.argmax(features @ np.array(choice.weights)))])
+    return {"model_best_span_f1": round(float(np.mean(best)), 4), "chosen_span_f1": round(float(np.mean(chosen)), 4)}
+
+
+def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_choice: R.SpanChoice | None = None) -> dict:
+    """The issue's measures on these questions, deciding as rag.answering does (with the model's
+    best span when no span choice is given)."""
     from .internals import MAX_CITATIONS
 
     top3, f1s, decisions = [], [], []
-    for question, cands, readings in read_items:
+    for item in items:
+        question, cands = item.question, item.candidates
         if not cands:
-            decisions.append((bool(question.answers), False))
-            if question.answers:
+            decisions.append((item.answerable, False))
+            if item.answerable:
                 top3.append(False)
                 f1s.append(0.0)
             continue
-        probs = fusion.probabilities(R.fusion_features(readings, [c.dense for c in cands], [c.lexical for c in cands]))
+        probs = fusion.probabilities(item.features())
         order = np.argsort(-probs, kind="stable")
-        answered = bool(probs[order[0]] >= fusion.threshold)
-        decisions.append((bool(question.answers), answered))
-        if question.answers:
+        answered = answer_probability(item, fusion, abstention) >= abstention.threshold
+        decisions.append((item.answerable, answered))
+        if item.answerable:
             top3.append(answered and any(cands[i].positive for i in order[:MAX_CITATIONS]))
             best = order[0]
-            text = cands[best].text[readings[best].start : readings[best].end]
+            reading = item.readings[best]
+            start, end = span_choice.choose(question.text, cands[best].text, reading) if span_choice else (reading.start, reading.end)
+            text = cands[best].text[start:end]
             f1s.append(max(token_f1(text, g.text) for g in question.answers) if answered else 0.0)
     answerable = [a for y, a in decisions if y]
     abstained_right = sum(1 for y, a in decisions if not y and not a)
@@ -531,9 +683,9 @@ def figures(read_items, fusion: R.Fusion) -> dict:
         "questions": len(decisions),
         "answerable": len(answerable),
         "unanswerable": unanswerable,
-        "answer_in_top3_citations": round(float(np.mean(top3)), 4),
-        "direct_f1": round(float(np.mean(f1s)), 4),
-        "answerable_answered": round(float(np.mean(answerable)), 4),
+        "answer_in_top3_citations": round(float(np.mean(top3)), 4) if top3 else None,
+        "direct_f1": round(float(np.mean(f1s)), 4) if f1s else None,
+        "answerable_answered": round(float(np.mean(answerable)), 4) if answerable else None,
         "abstention_recall": round(abstained_right / unanswerable, 4) if unanswerable else None,
         "abstention_precision": round(abstained_right / abstained, 4) if abstained else None,
     }
@@ -609,13 +761,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.questions:  # a pilot: fewer questions to fit and report on
         for part in ("fit", "validation"):
             by_part[part] = random.Random(settings.seed).sample(by_part[part], min(args.questions, len(by_part[part])))
-    fit_items = read_all(int8_read, by_part["fit"])
-    fusion, fit_info = fit_fusion(fit_items, settings.seed)
-    validation_items = read_all(int8_read, by_part["validation"])
-    validation = figures(validation_items, fusion)
+    # Out-of-scope questions: the fit and validation articles' answerable questions, asked of the
+    # index without their article.
+    held = [q for q in questions if split[q.title] != "train" and q.answers]
+    outside = mine_outside(articles, held, work)
+    outside_part = {part: [(q, outside[q.id]) for q, _ in by_part[part] if q.id in outside] for part in ("fit", "validation")}
+    from rag import Assistant
+
+    from .internals import Answerer
+
+    index = Assistant.open(work / "index")
+    answerer = Answerer(index._data)
+
+    def evidence(question: Question):
+        return answerer.evidence(question.text)
+
+    outside_evidence = evidence_without_own_article(answerer, index.passages, held)
+    read = cached_reader(int8_read, work / f"readings-{R.sha256(int8)[:16]}.json")
+    fit_items = read_all(read, by_part["fit"], evidence)
+    fit_outside = read_all(read, outside_part["fit"], outside_evidence, outside=True)
+    read.save()
+    fusion, fit_info = fit_fusion(fit_items, fit_outside, settings.seed)
+    abstention = fit_abstention(fit_items, fit_outside, fusion, settings.seed)
+    span_choice, fit_info["span_choice"] = fit_span_choice(fit_items, settings.seed)
+    fit_info["fit"] = figures(fit_items, fusion, abstention, span_choice)
+    fit_info["fit_out_of_scope_abstained"] = figures(fit_outside, fusion, abstention)["abstention_recall"]
+    validation_items = read_all(read, by_part["validation"], evidence)
+    validation = figures(validation_items, fusion, abstention, span_choice)
+    validation["model_best_span"] = figures(validation_items, fusion, abstention)["direct_f1"]
+    validation["span_choice"] = span_f1(validation_items, span_choice)
+    validation_outside = figures(read_all(read, outside_part["validation"], outside_evidence, outside=True), fusion, abstention)
+    read.save()
     (work / "validation-readings.json").write_text(json.dumps(
-        [[q.id, [asdict(r) for r in readings]] for q, _, readings in validation_items]))
-    print(json.dumps({"validation": validation}, indent=1))
+        [[item.question.id, [asdict(r) for r in item.readings]] for item in validation_items]))
+    print(json.dumps({"validation": validation, "validation_out_of_scope": validation_outside}, indent=1))
 
     titles = {part: sorted(t for t, p in split.items() if p == part) for part in ("train", "fit", "validation")}
     metadata = {
@@ -631,9 +810,13 @@ def main(argv: list[str] | None = None) -> int:
         "validation_curve": trained["curve"],
         "fit": fit_info,
         "validation": validation,
+        "validation_out_of_scope": {"questions": validation_outside["questions"],
+                                    "abstained": validation_outside["abstention_recall"]},
         "int8_against_fp32": quantization,
         "pilot_questions": args.questions,
         "fusion": fusion.to_dict(),
+        "abstention": abstention.to_dict(),
+        "span_choice": span_choice.to_dict(),
         "reference": reference(int8_read),
     }
     (args.out / "reader.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")

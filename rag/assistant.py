@@ -228,8 +228,9 @@ class Assistant:
         Args:
             question: the question, in plain text.
             mode: retrieval mode; "hybrid" (default), or "dense"/"bm25" for baselines.
-            min_confidence: answer only above this confidence (default: the calibrated
-                threshold); 0 never abstains, which evaluation uses to trace the coverage curve.
+            min_confidence: answer only above this confidence (default: the threshold fitted
+                with the reader, in rag/models/reader/reader.json); 0 never abstains, which
+                evaluation uses to trace the coverage curve.
 
         Raises:
             QuestionError: the question is empty, too long, or not text.
@@ -332,11 +333,6 @@ class Assistant:
         embedded = time.perf_counter()
         hits = self._retriever.search(words, vector, k=k, mode=mode)
         return hits, Timings(embed=embedded - started, search=time.perf_counter() - embedded)
-
-    def answer_features(self, question: str) -> dict[str, float] | None:
-        """The signals the abstention decision is taken on (for calibration and reports)."""
-        question = clean_question(question)
-        return self._answerer.features(question, self.search(question))
 
     # -- facts -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .extraction import find_names, question_shape
+from .extraction import names_in, question_shape
 from .questions import clean_question
 from .types import Answer
 
@@ -56,7 +56,8 @@ def rewrite(question: str, history: list[Turn]) -> Rewrite:
     """Turn a follow-up into a standalone question using the last turn.
 
     >>> from rag.types import Answer
-    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", Answer("Schulenburg. “…”", True))
+    >>> answer = Answer("Schulenburg. “…”", True, direct="Schulenburg")
+    >>> last = Turn("Who was the German ambassador?", "Who was the German ambassador?", answer)
     >>> rewrite("What happened to him later?", [last]).question
     'What happened to Schulenburg later?'
     """
@@ -107,12 +108,10 @@ def _reframe(rest: str, previous: str) -> str:
 
 def _last_person(turn: Turn) -> str | None:
     """The person the last turn was about: named in its answer if it asked who, else in its question."""
-    if question_shape(turn.query).answer_type == "person" and turn.answer.grounded:
-        direct = turn.answer.text.split("“")[0].strip().rstrip(".")
-        if direct:
-            return direct
-    names = find_names(turn.query, "")
-    return names[0].text if names else None
+    if question_shape(turn.query).answer_type == "person" and turn.answer.grounded and turn.answer.direct:
+        return turn.answer.direct
+    names = names_in(turn.query)
+    return names[0] if names else None
 
 
 def _replace_person(question: str, person: str) -> str:

@@ -101,7 +101,7 @@ class Timings:
 
     embed: float = 0.0  # embedding the question
     search: float = 0.0  # dense and BM25 retrieval, fused
-    answer: float = 0.0  # scoring the candidate sentences, deciding, extracting and citing
+    answer: float = 0.0  # the learned reader on the candidate sentences, the fusion, deciding and citing
     generate: float | None = None  # a language model writing the answer and its check; None: not asked
 
 

@@ -127,7 +127,7 @@ def test_malformed_question_file_names_the_line(tmp_path):
 def test_a_wrong_direct_answer_is_not_scored_correct(sample, tmp_path):
     questions = tmp_path / "questions.jsonl"
     questions.write_text(
-        json.dumps({"id": "w", "question": "How many tanks did the Germans attack with?", "expect": ["4,?980"]}) + "\n",
+        json.dumps({"id": "w", "question": "When was the Brest peace treaty signed?", "expect": ["lenin"]}) + "\n",
         encoding="utf-8",
     )
     out = tmp_path / "out"
@@ -135,9 +135,9 @@ def test_a_wrong_direct_answer_is_not_scored_correct(sample, tmp_path):
     run_eval(questions=questions, index=sample.index_dir, out=out)
 
     [result] = json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]
-    assert result["answer"].startswith("4,300")  # the direct answer is the tank count...
-    # ...so expecting the aircraft count fails on the direct answer, while the spec's metric
-    # (expect against the whole text, which quotes the sentence naming both) passes it.
+    assert result["answer"].startswith("March 1918")  # the direct answer is the date...
+    # ...so expecting Lenin fails on the direct answer, while the spec's metric (expect against
+    # the whole text, which quotes the sentence naming both) passes it.
     assert result["direct_correct"] is False
     assert result["correct"] is True
 

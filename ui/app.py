@@ -111,9 +111,11 @@ def render_answer(question: str, answer: Answer) -> str:
                 body += f"\n\n<small>{removed} written sentence(s) removed: the excerpts they cite do not support them.</small>"
         else:
             text = _text(answer.text)
-            if answer.direct and answer.text.startswith(answer.direct):
-                # The reader's direct answer comes first, in bold; the quoted sentence follows.
-                text = f"**{_text(answer.direct)}**{_text(answer.text[len(answer.direct):])}"
+            said, quote, rest = answer.text.partition(" “")
+            if answer.direct and quote:
+                # The direct answer comes first, in bold, as the answer says it (a relative date
+                # with its year: "March 1918"); the quoted sentence follows.
+                text = f"**{_text(said)}** {_text(quote.strip() + rest)}"
             body = f"{text} {markers}".rstrip()
             if answer.sentences:  # a model wrote, but nothing it wrote was supported
                 body += "\n\n<small>The written answer was not supported by its excerpts; this is the extractive answer.</small>"
