@@ -55,7 +55,8 @@ from .version import __version__
 LAYOUT = "sharded"
 # 1: the first sharded layout (shard folders written by rag.store format 3).
 # 2: shard folders written by rag.store format 4 (columnar passages, BM25 postings).
-SHARDED_FORMAT_VERSION = 2
+# 3: shard folders written by rag.store format 5 (fp16 IVF vectors).
+SHARDED_FORMAT_VERSION = 3
 SHARD_PREFIX = "shard-"
 # More shards than this only multiplies small files and per-question fan-out on one machine;
 # at 100 million passages, 256 shards hold ~400,000 passages each (see README, Beyond one machine).

@@ -58,9 +58,10 @@ if TYPE_CHECKING:  # heavy imports, made where they are used
 #    sources record when they were indexed.
 # 4: passages as columns (rag.columns) instead of JSON Lines, BM25 as term-frequency arrays
 #    (rag.lexical) instead of bm25s's scores: opening parses nothing, an update merges.
+# 5: an IVF index stores fp16 vectors (IndexIVFScalarQuantizer) instead of float32 (rag.vectors).
 # An index of an earlier format is rebuilt by `rag index` (and by the default index on first
 # use); opening it says so.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 TEXTS = "texts"  # the folder of extracted texts
 LOCK = ".lock"

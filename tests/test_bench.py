@@ -61,4 +61,6 @@ def test_a_small_synthetic_index_is_written_then_searched_in_fresh_processes(tmp
     # One document of 200 passages was replaced before the index was opened and searched.
     assert size["update"]["passages"] == 200 and size["update"]["vector_index"]["kind"] == "flat"
     checks = {what.split(" (")[0]: holds for what, _, _, holds in budget_checks(size)}
-    assert set(checks) == {"open", "hybrid search p95, ms", "dense recall@10 against exact", "one document updated"}
+    assert set(checks) == {"open", "hybrid search p95, ms", "dense recall@10 against exact, updated index",
+                           "dense recall@10 against exact float32 search, fresh index", "one document updated"}
+    assert written["recall_at_10_float32"] == 1.0  # exact search stores float32: nothing rounded

@@ -124,7 +124,8 @@ def test_updating_one_document_of_an_ivf_index_keeps_its_lists_and_equals_a_rebu
                                                        [previous.passages[int(r)] for r in by_source[s]])]
     assert list(updated.passages) == expected and updated.manifest["counts"]["passages"] == 1952
     old_vectors = previous.vectors()
-    expected_vectors = np.concatenate([fresh_vectors if s == changed else old_vectors[by_source[s]] for s in sorted(by_source)])
+    expected_vectors = np.concatenate([vectors.as_stored(fresh_vectors) if s == changed else old_vectors[by_source[s]]
+                                       for s in sorted(by_source)])
     np.testing.assert_array_equal(updated.vectors(), expected_vectors)
     # BM25 as a fresh build of the same passages scores it.
     rebuilt = lexical.build([terms(p.text) for p in expected])

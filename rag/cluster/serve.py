@@ -2,10 +2,12 @@
 
 Deployments:
 
-- `Embedding`: the model, embedding questions (one replica per `--replicas`);
+- `Embedding`: the model (torch), embedding passages, and questions when the model has no ONNX
+  export (one replica per `--replicas`);
 - `ShardSearch`, one per shard with R replicas: each opens its own shard folder and returns that
   shard's dense and BM25 candidates (rag.shards.ShardSearcher);
-- `Front`, the HTTP ingress: `POST /ask {"question": ...}` embeds the question, asks every shard
+- `Front`, the HTTP ingress: `POST /ask {"question": ...}` embeds the question (with the ONNX
+  export a local `rag ask` uses: one handle round trip fewer per question), asks every shard
   at once, merges the candidates exactly as an in-process sharded index does
   (rag.shards.ShardedRetriever) and runs the reader on top; it answers with the JSON of
   `Answer.to_dict()`, the shape `rag ask --json` prints, so `rag ask --server URL` and
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +40,22 @@ START_ATTEMPTS = 2
 
 
 class _RemoteEmbedder:
-    """The Embedder interface `Assistant` uses, answered by the Embedding deployment."""
+    """The Embedder interface `Assistant` uses: questions embedded here with the model's ONNX
+    export when it has one, everything else by the Embedding deployment.
 
-    def __init__(self, handle, model_name: str, dimension: int):
+    A question sent to the Embedding deployment was one more handle round trip per ask; on the
+    test machine the front then spent ~35 ms more per question than an in-process `ask` (see
+    `rag bench --ray`). The ONNX export (rag.question_model) is the encoder a local `rag ask` uses,
+    without torch, so the vectors, hence the answers, are the same as before.
+    """
+
+    def __init__(self, handle, model_name: str, dimension: int, questions=None):
+        """
+        Args:
+            questions: a loaded `rag.question_model.QuestionEncoder`; None sends questions to `handle`.
+        """
         self._handle = handle
+        self._questions = questions
         self.model_name = model_name
         self.dimension = dimension
 
@@ -52,6 +67,8 @@ class _RemoteEmbedder:
 
     def encode_questions(self, texts: list[str]) -> np.ndarray:
         # A follow-up embeds its question and the turns it continues at once.
+        if self._questions is not None:
+            return self._questions.encode(list(texts))
         return np.asarray(self._handle.encode_questions.remote(list(texts)).result(), dtype=np.float32)
 
     @property
@@ -125,7 +142,12 @@ def build_app(index_dir: str, *, replicas: int = 1):
             else:
                 plain = _load_shard(path, {"folder": "."})
                 data = sharding.ShardedIndexData(manifest=plain.manifest, shards=[plain])
-            embedder = _RemoteEmbedder(embedding, data.manifest["model"], data.manifest["dimension"])
+            from rag.embedding import Embedder
+
+            # The question model, exported once per machine (rag.question_model); None for a
+            # model the export cannot reproduce, whose questions then go to the Embedding deployment.
+            questions = Embedder(data.manifest["model"]).question_encoder()
+            embedder = _RemoteEmbedder(embedding, data.manifest["model"], data.manifest["dimension"], questions)
             self.assistant = Assistant(path, data, embedder)
 
             def fan_out(query_terms, vector, depth, mode, idf, average_length):
@@ -145,12 +167,18 @@ def build_app(index_dir: str, *, replicas: int = 1):
                 question = body["question"]
             except (ValueError, KeyError, TypeError):
                 return JSONResponse({"error": "the body must be JSON: {\"question\": \"...\"}"}, status_code=400)
+            started = time.perf_counter()
             try:
                 # The reader and the handles' blocking calls run off the event loop.
                 answer = await asyncio.to_thread(self.assistant.ask, question)
             except RagError as error:
                 return JSONResponse({"error": str(error)}, status_code=400)
-            return JSONResponse(answer.to_dict())
+            # Where the front's time went (the W3C Server-Timing header, milliseconds): what a
+            # client measures beyond "total" is the HTTP proxy and the transport.
+            stages = {"embed": answer.timings.embed, "search": answer.timings.search, "answer": answer.timings.answer,
+                      "total": time.perf_counter() - started}
+            timing = ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in stages.items())
+            return JSONResponse(answer.to_dict(), headers={"Server-Timing": timing})
 
     # serve.deployment applied as a call, as the decorator would: mypy keeps a decorated class's
     # own type, and these are Deployments (with .options and .bind), named after the classes.
@@ -210,8 +238,6 @@ def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1
     if ready:
         ready(url)
     try:
-        import time
-
         while True:
             time.sleep(1)
     finally:
