@@ -26,6 +26,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from processes import default_sigint  # noqa: E402 - tests/ is this script's own folder
+
 SQUAD = REPO.parent / "shared" / "data" / "squad-v1.1-dev-part-a.json"
 SAMPLE_QUESTIONS = [
     "When was the Brest peace treaty signed?",
@@ -47,7 +50,8 @@ def rag(*args: str, cwd: Path, timeout: float = COMMAND_TIMEOUT) -> subprocess.C
 def start_rag(*args: str, cwd: Path) -> subprocess.Popen:
     """`rag ARGS` in the background, its output read line by line (see `watch_lines`)."""
     return subprocess.Popen([sys.executable, "-m", "rag.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, encoding="utf-8", env={**os.environ})
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8", env={**os.environ},
+                            preexec_fn=default_sigint)  # `rag serve` is stopped with SIGINT
 
 
 def watch_lines(stream, lines: list[str], marker: Callable[[str], bool]) -> threading.Event:

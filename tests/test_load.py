@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from processes import default_sigint
 
 pytest.importorskip("gradio")
 from test_ui import CONCURRENT_QUESTIONS  # noqa: E402 - the questions whose answers are known
@@ -81,6 +82,7 @@ def server(sample, tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "ui", "--index", str(index_dir), "--port", str(port)],
         cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=default_sigint,  # the teardown stops it with SIGINT
     )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT

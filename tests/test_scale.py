@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ORCHARD, ORCHARD_QUESTION, assert_one_line_error, run_rag
+from processes import default_sigint
 
 from eval.bench import clustered_vectors, nearby_queries
 from rag import Assistant, store, vectors
@@ -143,9 +144,7 @@ def test_ctrl_c_during_a_build_leaves_the_previous_index_and_exits_130(corpus, t
         [sys.executable, "-m", "rag.cli", "index", str(corpus), "--index", str(index_dir), "--progress"],
         cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", ENV_PAUSE_EMBEDDING: "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # A shell starts background jobs with SIGINT ignored, and Python then never raises
-        # KeyboardInterrupt: the child gets the default handling a terminal's Ctrl-C would meet.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_sigint,  # the Ctrl-C a terminal would send must reach it
     )
     stderr = bytearray()
     paused = threading.Event()
