@@ -37,7 +37,6 @@ from rag.answering import MAX_CITATIONS, Answerer, question_evidence
 from rag.cluster.serve import START_ATTEMPTS
 from rag.documents import collect
 from rag.embedding import BATCH_SIZE
-from rag.extraction import question_shape
 from rag.formats import _clean as clean_pdf_text
 from rag.formats import pdf
 from rag.reader import METADATA_FILE as READER_METADATA
@@ -50,7 +49,7 @@ if TYPE_CHECKING:
     from rag import Assistant
 
 __all__ = [
-    "ANSWER_CANDIDATES", "Answerer", "MAX_CITATIONS", "Vocabulary", "question_evidence", "question_shape", "reader",
+    "ANSWER_CANDIDATES", "Answerer", "MAX_CITATIONS", "Vocabulary", "question_evidence", "reader",
     "BATCH_SIZE", "CANDIDATES", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
     "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",

@@ -36,12 +36,12 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from .internals import question_shape
 from .internals import reader as R
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -479,10 +479,9 @@ class Item:
     answerable: bool  # False for SQuAD v2.0's unanswerable questions and for out-of-scope ones
 
     def features(self) -> np.ndarray:
-        expected = question_shape(self.question.text).answer_type
-        return R.fusion_features(self.readings, [c.dense for c in self.candidates], [c.lexical for c in self.candidates],
-                                 self.coverage, self.unknown_words,
-                                 [R.lacks_expected_type(expected, c.text) for c in self.candidates])
+        return R.fusion_features(self.question.text, [c.text for c in self.candidates], self.readings,
+                                 [c.dense for c in self.candidates], [c.lexical for c in self.candidates],
+                                 self.coverage, self.unknown_words)
 
 
 def read_all(read, items, evidence, *, outside: bool = False) -> list[Item]:
@@ -543,15 +542,14 @@ def evidence_without_own_article(answerer, index_passages, questions: list[Quest
     return evidence
 
 
-def features_and_labels(items: list[Item]):
-    rows, labels, groups = [], [], []
-    for g, item in enumerate(items):
-        if not item.candidates:
-            continue
-        rows.append(item.features())
-        labels += [c.positive and item.answerable for c in item.candidates]
-        groups += [g] * len(item.candidates)
-    return np.vstack(rows), np.array(labels), np.array(groups)
+def features_and_labels(items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
+    """One row per candidate, labelled by whether it holds the answer."""
+    rows, labels = [], []
+    for item in items:
+        if item.candidates:
+            rows.append(item.features())
+            labels += [c.positive and item.answerable for c in item.candidates]
+    return np.vstack(rows), np.array(labels)
 
 
 # The abstention threshold: the highest that still answers this share of the fit articles'
@@ -563,21 +561,24 @@ def features_and_labels(items: list[Item]):
 ANSWERED_SHARE = 0.95
 
 
-def standardised_logistic(x: np.ndarray, y: np.ndarray, seed: int) -> R.Logistic:
+L = TypeVar("L", bound=R.Logistic)
+
+
+def standardised_logistic(kind: type[L], x: np.ndarray, y: np.ndarray, seed: int) -> L:
     """A logistic regression on standardised features, as `rag.reader.Logistic` applies it."""
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit((x - mean) / scale, y)
-    return R.Logistic(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]),
-                      tuple(float(m) for m in mean), tuple(float(s) for s in scale))
+    return kind(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]),
+                tuple(float(m) for m in mean), tuple(float(s) for s in scale))
 
 
 def fit_fusion(items: list[Item], outside: list[Item], seed: int) -> tuple[R.Fusion, dict]:
     """Logistic regression per candidate (does it hold the answer?) over the fit articles'
     questions and the out-of-scope ones."""
-    x, y, _ = features_and_labels(items + outside)
-    fusion = R.Fusion(**asdict(standardised_logistic(x, y, seed)))
+    x, y = features_and_labels(items + outside)
+    fusion = standardised_logistic(R.Fusion, x, y, seed)
     return fusion, {"fit_pairs": int(len(y)), "fit_positive": int(y.sum())}
 
 
@@ -587,18 +588,14 @@ def fit_abstention(items: list[Item], outside: list[Item], fusion: R.Fusion, see
     asked = [item for item in items + outside if item.candidates]
     x = np.vstack([R.question_features(item.features(), fusion) for item in asked])
     y = np.array([item.answerable for item in asked])
-    model = standardised_logistic(x, y, seed)
-    abstention = R.Abstention(**asdict(model))
+    abstention = standardised_logistic(R.Abstention, x, y, seed)
     answerable = sorted(answer_probability(item, fusion, abstention) for item in items if item.answerable)
-    threshold = answerable[int((1 - ANSWERED_SHARE) * len(answerable))]
-    return R.Abstention(**asdict(model), threshold=threshold)
+    return replace(abstention, threshold=answerable[int((1 - ANSWERED_SHARE) * len(answerable))])
 
 
 def answer_probability(item: Item, fusion: R.Fusion, abstention: R.Abstention) -> float:
     """P(the documents answer the item's question), as rag.answering computes it."""
-    if not item.candidates:
-        return 0.0
-    return float(abstention.probabilities(R.question_features(item.features(), fusion)))
+    return abstention.confidence(item.features(), fusion) if item.candidates else 0.0
 
 
 def span_rows(items: list[Item]):
@@ -619,7 +616,7 @@ def span_rows(items: list[Item]):
 SPAN_WEIGHT_GRID = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 
 
-def fit_span_choice(items: list[Item], seed: int) -> tuple[R.SpanChoice, dict]:
+def fit_span_choice(items: list[Item]) -> tuple[R.SpanChoice, dict]:
     """The weights whose choice has the best mean token F1 on the fit articles' answer sentences
     (ties: the first found, which the grid's order makes the one nearest the model's own best)."""
     import itertools
@@ -783,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     read.save()
     fusion, fit_info = fit_fusion(fit_items, fit_outside, settings.seed)
     abstention = fit_abstention(fit_items, fit_outside, fusion, settings.seed)
-    span_choice, fit_info["span_choice"] = fit_span_choice(fit_items, settings.seed)
+    span_choice, fit_info["span_choice"] = fit_span_choice(fit_items)
     fit_info["fit"] = figures(fit_items, fusion, abstention, span_choice)
     fit_info["fit_out_of_scope_abstained"] = figures(fit_outside, fusion, abstention)["abstention_recall"]
     validation_items = read_all(read, by_part["validation"], evidence)

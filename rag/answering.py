@@ -16,7 +16,7 @@ import numpy as np
 
 from . import reader as reading
 from .columns import rows_by_source
-from .extraction import find_dates, question_shape, question_terms, resolve_date
+from .extraction import find_dates, question_terms, resolve_date
 from .lexical import idf
 from .store import IndexData
 
@@ -128,7 +128,6 @@ class Answerer:
         if not hits:
             return [], 0.0
         evidence = self.evidence(question)
-        expected = question_shape(question).answer_type
         windows, coverage = [], []
         for hit in hits:
             before = self._neighbours(hit.passage, before=1, after=0)
@@ -138,11 +137,11 @@ class Answerer:
             coverage.append(evidence.coverage(hit.passage.text, f"{previous} {following}"))
         readings = self.reader.read(question, windows)
         features = reading.fusion_features(
-            readings, [h.dense_score for h in hits], [h.lexical_score for h in hits], coverage, evidence.unknown_words,
-            [reading.lacks_expected_type(expected, h.passage.text) for h in hits],
+            question, [h.passage.text for h in hits], readings, [h.dense_score for h in hits], [h.lexical_score for h in hits],
+            coverage, evidence.unknown_words,
         )
         probabilities = self.reader.fusion.probabilities(features)
-        confidence = float(self.reader.abstention.probabilities(reading.question_features(features, self.reader.fusion)))
+        confidence = self.reader.abstention.confidence(features, self.reader.fusion)
         return [Candidate(h, r, float(p)) for h, r, p in zip(hits, readings, probabilities)], confidence
 
     def evidence(self, question: str) -> QuestionEvidence:

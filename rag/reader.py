@@ -16,15 +16,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 from .errors import ConfigError
-from .extraction import find_dates, question_terms
+from .extraction import find_dates, question_shape, question_terms
 from .store import file_sha256
 from .text import terms
 
@@ -236,8 +236,8 @@ def lacks_expected_type(expected: str, text: str) -> bool:
 
 @dataclass(frozen=True)
 class SpanChoice:
-    """Which alternative answers: the one with the highest weights · features (a logistic model
-    fitted at training time on the fit articles' answer sentences)."""
+    """Which alternative answers: the one with the highest weights · features (the weights chosen
+    at training time for the best token F1 on the fit articles' answer sentences)."""
 
     weights: tuple[float, ...]
 
@@ -267,8 +267,8 @@ FUSION_FEATURES = ("has_answer", "lead", "null", "reciprocal_rank", "dense", "le
 
 
 def fusion_features(
-    readings: Sequence[Reading], dense: Sequence[float], lexical: Sequence[float], coverage: Sequence[float], unknown_words: float,
-    lacks_type: Sequence[bool],
+    question: str, sentences: Sequence[str], readings: Sequence[Reading], dense: Sequence[float], lexical: Sequence[float],
+    coverage: Sequence[float], unknown_words: float,
 ) -> np.ndarray:
     """One row per candidate (in retrieval order): the reader's evidence, retrieval's, and the
     question's words against the documents'.
@@ -291,6 +291,7 @@ def fusion_features(
       answered the flagship question from "…a new Brest peace treaty with Hitler?" ("Hitler")
       once other documents were indexed beside the sample (tests/test_formats.py).
     """
+    expected = question_shape(question).answer_type
     has = np.array([max(r.has_answer, -50.0) for r in readings], dtype=np.float64)
     rows = []
     top_lexical = max(lexical, default=0.0) or 1.0
@@ -298,13 +299,16 @@ def fusion_features(
         others = np.delete(has, i)
         lead = has[i] - (others.max() if len(others) else has[i])
         rows.append([has[i], lead, max(r.null_score, -50.0), 1.0 / (i + 1), dense[i], lexical[i] / top_lexical,
-                     coverage[i], unknown_words, float(lacks_type[i])])
+                     coverage[i], unknown_words, float(lacks_expected_type(expected, sentences[i]))])
     return np.array(rows, dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class Logistic:
-    """sigmoid(bias + weights · standardised features): the form of both learned decisions."""
+    """sigmoid(bias + weights · standardised features): the form of both learned decisions.
+    A subclass names the features its weights go with (`FEATURES`)."""
+
+    FEATURES: ClassVar[tuple[str, ...]] = ()
 
     weights: tuple[float, ...]
     bias: float
@@ -320,13 +324,14 @@ class Logistic:
         return 1.0 / (1.0 + np.exp(-self.logits(features)))
 
     def to_dict(self) -> dict:
-        return {"weights": list(self.weights), "bias": self.bias, "mean": list(self.mean), "scale": list(self.scale)}
+        return {"features": list(self.FEATURES), "weights": list(self.weights), "bias": self.bias,
+                "mean": list(self.mean), "scale": list(self.scale)}
 
     @classmethod
-    def from_dict(cls, data: dict, features: tuple[str, ...], what: str) -> "Logistic":
-        if tuple(data["features"]) != features:
-            raise ConfigError(f"the reader's {what} weighs {data['features']}, the code computes {list(features)}; "
-                              "retrain with `python -m eval.train_reader --stage fusion`")
+    def from_dict(cls, data: dict):
+        if tuple(data["features"]) != cls.FEATURES:
+            raise ConfigError(f"the reader's {cls.__name__.lower()} weighs {data['features']}, the code computes "
+                              f"{list(cls.FEATURES)}; retrain with `python -m eval.train_reader --stage fusion`")
         return cls(tuple(data["weights"]), float(data["bias"]), tuple(data["mean"]), tuple(data["scale"]))
 
 
@@ -334,8 +339,7 @@ class Logistic:
 class Fusion(Logistic):
     """P(candidate holds the answer), from `fusion_features`: it orders the candidates."""
 
-    def to_dict(self) -> dict:
-        return {"features": list(FUSION_FEATURES), **super().to_dict()}
+    FEATURES = FUSION_FEATURES
 
 
 # The question-level decision: does any candidate answer? Read from the candidates' features,
@@ -364,10 +368,20 @@ class Abstention(Logistic):
     """P(the documents answer the question), from `question_features`; the assistant answers when
     it is at least `threshold` (fitted at training time: see eval/train_reader.py's ANSWERED_SHARE)."""
 
+    FEATURES = QUESTION_FEATURES
+
     threshold: float = 0.5
 
+    def confidence(self, candidate_features: np.ndarray, fusion: Fusion) -> float:
+        """P(the documents answer the question), from its candidates' `fusion_features` rows."""
+        return float(self.probabilities(question_features(candidate_features, fusion)))
+
     def to_dict(self) -> dict:
-        return {"features": list(QUESTION_FEATURES), **super().to_dict(), "threshold": self.threshold}
+        return {**super().to_dict(), "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return replace(super().from_dict(data), threshold=float(data["threshold"]))
 
 
 # -- the shipped model ---------------------------------------------------------------------------
@@ -383,10 +397,8 @@ class Reader:
         try:
             self.metadata = json.loads(metadata.read_text(encoding="utf-8"))
             expected = self.metadata["model_sha256"]
-            self.fusion = Fusion(**asdict(Logistic.from_dict(self.metadata["fusion"], FUSION_FEATURES, "fusion")))
-            abstention = self.metadata["abstention"]
-            self.abstention = Abstention(**asdict(Logistic.from_dict(abstention, QUESTION_FEATURES, "abstention")),
-                                         threshold=float(abstention["threshold"]))
+            self.fusion = Fusion.from_dict(self.metadata["fusion"])
+            self.abstention = Abstention.from_dict(self.metadata["abstention"])
             self.span_choice = SpanChoice.from_dict(self.metadata["span_choice"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(f"{metadata} is missing or malformed ({error}); retrain with `python -m eval.train_reader`") from None

@@ -86,8 +86,9 @@ def test_fusion_prefers_the_candidate_the_reader_believes():
     fusion = reader.shipped().fusion
     sure = reader.Reading(span_score=8.0, null_score=-4.0, start=0, end=4)
     unsure = reader.Reading(span_score=-2.0, null_score=6.0, start=0, end=4)
-    features = reader.fusion_features([unsure, sure], dense=[0.5, 0.5], lexical=[1.0, 1.0], coverage=[0.5, 0.5],
-                                       unknown_words=0.0, lacks_type=[False, False])
+    # A question that asks for no particular kind of answer, two sentences alike but for the reader.
+    features = reader.fusion_features("What does the pump do?", ["It moves water.", "It moves water."], [unsure, sure],
+                                       dense=[0.5, 0.5], lexical=[1.0, 1.0], coverage=[0.5, 0.5], unknown_words=0.0)
     probabilities = fusion.probabilities(features)
     assert probabilities[1] > probabilities[0]
     assert np.all((0 <= probabilities) & (probabilities <= 1))
