@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.set_defaults(run=_run_ui)
 
     serve = commands.add_parser(
-        "serve", help="serve an index over HTTP with Ray Serve (POST /ask; pip install 'rag-assistant[cluster]')")
+        "serve", help="serve an index over HTTP with Ray Serve (GET or POST /ask; pip install 'rag-assistant[cluster]')")
     _index_option(serve)
     serve.add_argument("--ray", metavar="ADDRESS", help="a running Ray cluster (default: start Ray on this machine)")
     serve.add_argument(
@@ -450,7 +450,7 @@ def _run_serve(args) -> int:
     index_dir = Path(args.index) if args.index else default_index_dir()
 
     def ready(url: str) -> None:
-        print(f"serving {index_dir} at {url}/ask (POST {{\"question\": ...}}); Ctrl-C stops", flush=True)
+        print(f"serving {index_dir} at {url}/ask (GET ?question=... or POST {{\"question\": ...}}); Ctrl-C stops", flush=True)
         print(f'next: rag ask "your question" --server {url}', flush=True)
 
     try:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_options import session_options
+
 # Bumped when the export's content or layout changes, so older exports are not reused.
 EXPORT_VERSION = 1
 # The ONNX opset: 17 is the newest the TorchScript exporter of torch 2.13 writes natively for
@@ -117,7 +119,7 @@ class QuestionEncoder:
         onnx_file = folder / "model.onnx"
         if onnx_file.stat().st_size != self.info.onnx_bytes:
             raise ValueError(f"{onnx_file} has {onnx_file.stat().st_size} bytes, {self.info.onnx_bytes} were written")
-        options = onnxruntime.SessionOptions()
+        options = session_options()
         options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise
         # Basic optimisations only (constant folding, redundant nodes): the fusions of the higher
         # levels made no measurable difference to a question's 20 ms here, and cost ~0.1 s per load.

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .extraction import find_dates, question_shape, question_terms
+from .onnx_options import session_options
 from .store import file_sha256
 from .text import terms
 
@@ -430,7 +431,7 @@ class Reader:
 def _session(path: str):
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
+    options = session_options()
     # Two threads: the machine this is measured on has two cores; more only adds contention.
     options.intra_op_num_threads = 2
     options.inter_op_num_threads = 1

@@ -1,13 +1,14 @@
 """Asking a `rag serve` server over HTTP: the same `Answer` as a local `Assistant.ask`.
 
-The server (rag.cluster.serve) answers `POST {url}/ask` with `{"question": "..."}` by the JSON
-of `Answer.to_dict()`, the shape `rag ask --json` prints. Only the standard library is used:
+The server (rag.cluster.serve) answers `GET {url}/ask?question=...` (and `POST {url}/ask` with
+`{"question": "..."}`) by the JSON of `Answer.to_dict()`, the shape `rag ask --json` prints. Only the standard library is used:
 asking a server needs neither Ray nor the model on the asking side.
 """
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -52,12 +53,8 @@ class RemoteAssistant:
 
     def ask_json(self, question: str) -> dict:
         """The server's JSON for `question`, as it sent it."""
-        request = urllib.request.Request(
-            self.url.rstrip("/") + "/ask",
-            data=json.dumps({"question": question}).encode("utf-8"),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
+        # GET: the server then has no request body to fetch from Ray Serve's proxy (rag.cluster.serve).
+        request = urllib.request.Request(self.url.rstrip("/") + "/ask?" + urllib.parse.urlencode({"question": question}))
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
                 return json.loads(response.read().decode("utf-8"))

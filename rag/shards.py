@@ -285,7 +285,7 @@ class ShardSearcher:
 
 
 # Asks every shard for its candidates: in process by default; rag.cluster.serve passes one that
-# asks the shards' Ray Serve deployments at once.
+# asks the shards' searcher actors at once.
 FanOut = Callable[[list[str], "np.ndarray | None", int, str, "dict | None", "float | None"], list[dict]]
 
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -167,7 +169,7 @@ def main(workdir: Path) -> dict:
         # 3. `rag serve` on the cluster answers over HTTP as `rag ask --json` does locally.
         port = 8000  # the namespace is fresh: nothing else listens here
         server = start_rag("serve", "--index", str(workdir / "sharded"), "--ray", address,
-                           "--port", str(port), "--replicas", "1", cwd=workdir)
+                           "--port", str(port), "--replicas", "2", cwd=workdir)
         server_out: list[str] = []
         ready = watch_lines(server.stdout, server_out, lambda line: line.startswith("serving "))
         ready.wait(timeout=SERVER_READY_TIMEOUT)
@@ -182,6 +184,17 @@ def main(workdir: Path) -> dict:
                 remote_agree.append(Assistant.remote(url).ask(q).to_dict() == single.ask(q).to_dict())
             report["serve_agrees_with_ask_json"] = agree
             report["remote_agrees_with_single_index"] = remote_agree
+            # The client asks with GET; a POST with a JSON body gets the same answer, and a
+            # request without a question a one-line error.
+            question = questions[0]
+            posted = urllib.request.Request(f"{url}/ask", data=json.dumps({"question": question}).encode("utf-8"),
+                                            headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(posted, timeout=120) as response:
+                report["post_agrees_with_get"] = json.loads(response.read()) == Assistant.remote(url).ask_json(question)
+            try:
+                urllib.request.urlopen(f"{url}/ask", timeout=120)
+            except urllib.error.HTTPError as error:
+                report["no_question"] = [error.code, json.loads(error.read()).get("error", "")]
         server.send_signal(signal.SIGINT)
         finish(server, timeout=120)
         report["server_stderr"] = server.stderr.read()[-1500:]

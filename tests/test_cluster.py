@@ -84,3 +84,6 @@ def test_rag_serve_answers_over_http_as_rag_ask_json(scenario):
     assert scenario["server_ready"], scenario.get("server_stderr")
     assert all(scenario["serve_agrees_with_ask_json"]), scenario["serve_agrees_with_ask_json"]
     assert all(scenario["remote_agrees_with_single_index"]), scenario["remote_agrees_with_single_index"]
+    assert scenario["post_agrees_with_get"]
+    status, error = scenario["no_question"]
+    assert status == 400 and "GET /ask?question=" in error and "\n" not in error
