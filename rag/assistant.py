@@ -53,12 +53,20 @@ class Assistant:
         data: store.IndexData | sharding.ShardedIndexData,
         embedder: QuestionEncoding,
         report: BuildReport | None = None,
+        retriever: Retriever | None = None,
     ):
+        """
+        Args:
+            retriever: searches `data`; by default in this process (a sharded index searches
+                every shard and merges, rag.shards). `rag serve` passes one that asks the
+                shards' searchers on the cluster.
+        """
         self.index_dir = index_dir
         self._data = data
         self._embedder = embedder
-        # A sharded index searches every shard and merges (rag.shards).
-        self._retriever = sharding.ShardedRetriever(data) if isinstance(data, sharding.ShardedIndexData) else Retriever(data)
+        if retriever is None:
+            retriever = sharding.ShardedRetriever(data) if isinstance(data, sharding.ShardedIndexData) else Retriever(data)
+        self._retriever = retriever
         self._answerer = Answerer(data)
         self.last_build = report
         self.generator: Generator | None = None  # writes fluent answers when set: see `with_generator`

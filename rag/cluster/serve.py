@@ -208,15 +208,14 @@ def build_app(index_dir: str, *, replicas: int = 1):
             # model the export cannot reproduce, whose questions then go to the Embedding deployment.
             questions = Embedder(data.manifest["model"]).question_encoder()
             embedder = _RemoteEmbedder(embedding, data.manifest["model"], data.manifest["dimension"], questions)
-            self.assistant = Assistant(path, data, embedder)
-
             searchers = [_ShardReplicas(index, record, replicas) for record in records]
             searchers_ready(searchers)  # every shard opened before the front reports ready
 
             def fan_out(query_terms, vector, depth, mode, idf, average_length):
                 return ask_shards(searchers, (query_terms, vector, depth, mode, idf, average_length))
 
-            self.assistant._retriever = sharding.ShardedRetriever(data, fan_out=fan_out)
+            retriever = sharding.ShardedRetriever(data, fan_out=fan_out)
+            self.assistant = Assistant(path, data, embedder, retriever=retriever)
 
         async def __call__(self, request):
             from starlette.responses import JSONResponse
