@@ -152,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_run_serve)
 
     bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
-    bench.add_argument("--out", default="eval/out/bench.json", help="where to write the JSON results")
+    bench.add_argument("--out", default="eval/out/bench.json",
+                       help="where to write the JSON results (--ray, --ann-sweep and --cold write "
+                            "bench-ray.json, ann-sweep.json and bench-cold.json in its folder)")
     bench.add_argument("--passages", type=int, default=10000,
                        help="largest synthetic collection for the search-scaling table (10k, 100k, ... up to N)")
     bench.add_argument("--ann-sweep", action="store_true",
