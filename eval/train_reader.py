@@ -598,16 +598,16 @@ def answer_probability(item: Item, fusion: R.Fusion, abstention: R.Abstention) -
     return abstention.confidence(item.features(), fusion) if item.candidates else 0.0
 
 
-def span_rows(items: list[Item]):
-    """For each answerable question's answer sentence: its alternatives' features, and each
-    alternative's token F1 against the gold answers."""
+def answer_sentences(items: list[Item]):
+    """Each answerable question's answer sentence that has alternatives to choose from:
+    (question, sentence, reading, each alternative's token F1 against the gold answers)."""
     for item in items:
         if not item.answerable:
             continue
         for cand, reading in zip(item.candidates, item.readings):
             if cand.positive and len(reading.alternatives) >= 2:
                 f1s = [max(token_f1(cand.text[a:b], g.text) for g in item.question.answers) for _, a, b in reading.alternatives]
-                yield R.span_features(item.question.text, cand.text, reading.alternatives), np.array(f1s)
+                yield item.question.text, cand.text, reading, np.array(f1s)
 
 
 # The weights the span choice searches, the margin's fixed at 1: a grid, since the objective
@@ -621,7 +621,8 @@ def fit_span_choice(items: list[Item]) -> tuple[R.SpanChoice, dict]:
     (ties: the first found, which the grid's order makes the one nearest the model's own best)."""
     import itertools
 
-    rows = list(span_rows(items))
+    rows = [(R.span_features(question, sentence, reading.alternatives), f1s)
+            for question, sentence, reading, f1s in answer_sentences(items)]
     width = max(len(f1s) for _, f1s in rows)
     features = np.zeros((len(rows), width, len(R.SPAN_FEATURES)))
     f1 = np.full((len(rows), width), -1.0)
@@ -639,11 +640,13 @@ def fit_span_choice(items: list[Item]) -> tuple[R.SpanChoice, dict]:
 
 
 def span_f1(items: list[Item], choice: R.SpanChoice) -> dict:
-    """Mean token F1 inside the answer sentences: the model's best span against the chosen one."""
+    """Mean token F1 inside the answer sentences: the model's best span against the one
+    `choice` picks as answering does."""
     best, chosen = [], []
-    for features, f1s in span_rows(items):
+    for question, sentence, reading, f1s in answer_sentences(items):
         best.append(f1s[0])
-        chosen.append(f1s[int(np.argmax(features @ np.array(choice.weights)))])
+        picked = choice.choose(question, sentence, reading)
+        chosen.append(f1s[[(a, b) for _, a, b in reading.alternatives].index(picked)])
     return {"model_best_span_f1": round(float(np.mean(best)), 4), "chosen_span_f1": round(float(np.mean(chosen)), 4)}
 
 

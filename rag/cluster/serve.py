@@ -34,9 +34,9 @@ import numpy as np
 from ..errors import ClusterError, RagError
 from . import connect
 
-# CPU each replica reserves. Searching one shard and reading one answer are light next to the
-# model's forward pass, so they take a tenth of a CPU each; on the tests' two 1-CPU nodes the
-# embedding (half a CPU), the front and 2 shards x 2 replicas all fit with room left.
+# CPU each replica or searcher reserves. Searching one shard and reading one answer are light
+# next to the model's forward pass, so they take a tenth of a CPU each; on the cluster test's two
+# 1-CPU nodes, 2 embedding replicas (half a CPU each), the front and 3 shards x 2 searchers fit.
 EMBEDDING_CPUS = 0.5
 SEARCH_CPUS = 0.1
 FRONT_CPUS = 0.1
@@ -236,7 +236,7 @@ def build_app(index_dir: str, *, replicas: int = 1):
                     return JSONResponse({"error": "the body must be JSON: {\"question\": \"...\"}"}, status_code=400)
             started = time.perf_counter()
             try:
-                # The reader and the handles' blocking calls run off the event loop.
+                # The reader and the blocking calls to the searchers run off the event loop.
                 answer = await asyncio.to_thread(self.assistant.ask, question)
             except RagError as error:
                 return JSONResponse({"error": str(error)}, status_code=400)
