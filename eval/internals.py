@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 from rag import columns, pdftext, reader, store, vectors
 from rag.answering import CANDIDATES as ANSWER_CANDIDATES
 from rag.answering import MAX_CITATIONS, Answerer, question_evidence
-from rag.cluster.serve import START_ATTEMPTS
+from rag.cluster import SYSTEM_CONFIG as RAY_SYSTEM_CONFIG
+from rag.cluster.serve import START_ATTEMPTS, start_serve
 from rag.documents import collect
 from rag.embedding import BATCH_SIZE
 from rag.formats import _clean as clean_pdf_text
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANSWER_CANDIDATES", "Answerer", "MAX_CITATIONS", "Vocabulary", "question_evidence", "reader",
-    "BATCH_SIZE", "CANDIDATES", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
-    "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of",
+    "BATCH_SIZE", "CANDIDATES", "RAY_SYSTEM_CONFIG", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
+    "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of", "start_serve",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",
 ]
 

@@ -203,3 +203,13 @@ def test_shard_of_is_stable_and_spreads_sources():
     for i in range(400):
         counts[sharding.shard_of(f"/docs/{i}.txt", 4)] += 1
     assert min(counts) > 60  # 100 expected each
+
+
+@pytest.mark.parametrize("shards, cpus", [(4, 1), (4, 2), (3, 2), (3, 8), (1, 3)])
+def test_rag_serve_deals_the_shards_into_one_searcher_group_per_cpu(shards, cpus):
+    from rag.cluster.serve import group_shards
+
+    groups = group_shards(shards, cpus)
+    assert len(groups) == min(shards, cpus)  # a question costs one call per group
+    assert sorted(i for group in groups for i in group) == list(range(shards))
+    assert max(map(len, groups)) - min(map(len, groups)) <= 1

@@ -4,15 +4,18 @@ Parts:
 
 - `Embedding`, a deployment: the model (torch), embedding passages, and questions when the model
   has no ONNX export (one replica per `--replicas`);
-- a searcher per shard with R replicas: Ray actors (`_ShardActor`) the front starts, each opening
-  its own shard folder and returning that shard's dense and BM25 candidates
-  (rag.shards.ShardSearcher); a call goes to the replica of its shard with the fewest calls in
-  flight. They are actors, not Serve deployments, because a call through a Serve handle cost
-  ~4 ms more than a Ray actor call on the test machine (a trivial method: 5.5 ms against 1.4 ms
-  for one call, 13 ms against 3.5 ms for 4 at once, on a 1-CPU local cluster), so asking 4
-  shards through handles alone broke the 10 ms budget of `rag serve` over an in-process ask.
-  Ray restarts a dead searcher (on another node if its own died) and retries the call; the
-  front owns them, so they stop with it;
+- a searcher per shard with R replicas, in Ray actors the front starts: the shards are dealt into
+  at most one group per CPU of the cluster (`group_shards`), and each of a group's R replicas
+  (`_SearcherGroup`) opens its shards' folders and returns each shard's dense and BM25
+  candidates (rag.shards.ShardSearcher); a question costs one call per group, to the group's
+  replica with the fewest calls in flight. Why groups: each call costs ~1-1.5 ms of Ray's own
+  time on the test machine, and a searcher is bound by the CPU, so processes beyond the CPUs add
+  calls and no speed: on one 1-CPU node, 4 shards as 4 actors spent ~10 ms in the front's search
+  stage, as one actor ~7 ms, against ~4 ms for the same 4 shards in process (its `Server-Timing`
+  header, 60 questions). Why actors, not Serve deployments: a call through a Serve handle cost
+  ~4 ms more than a Ray actor call there (a trivial method: 5.5 ms against 1.4 ms for one call,
+  13 ms against 3.5 ms for 4 at once, on a 1-CPU local cluster). Ray restarts a dead searcher (on
+  another node if its own died) and retries the call; the front owns them, so they stop with it;
 - `Front`, the HTTP ingress deployment: `GET /ask?question=...` (or `POST /ask {"question": ...}`)
   embeds the question (with the ONNX export a local `rag ask` uses: one round trip fewer per
   question), asks every shard at once, merges the candidates exactly as an in-process sharded index does
@@ -32,11 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClusterError, RagError
-from . import connect
+from . import SYSTEM_CONFIG, connect
 
-# CPU each replica or searcher reserves. Searching one shard and reading one answer are light
-# next to the model's forward pass, so they take a tenth of a CPU each; on the cluster test's two
-# 1-CPU nodes, 2 embedding replicas (half a CPU each), the front and 3 shards x 2 searchers fit.
+# CPU each replica reserves (a searcher group: SEARCH_CPUS per shard it holds). Searching one shard
+# and reading one answer are light next to the model's forward pass, so they take a tenth of a CPU
+# each; on the cluster test's two 1-CPU nodes, 2 embedding replicas (half a CPU each), the front
+# and 3 shards x 2 searchers fit.
 EMBEDDING_CPUS = 0.5
 SEARCH_CPUS = 0.1
 FRONT_CPUS = 0.1
@@ -105,34 +109,35 @@ def _load_shard(index_dir: Path, record: dict):
     return sharding.load_shard(index_dir, record)
 
 
-class _ShardActor:
-    """One replica of one shard's searcher (a Ray actor)."""
+class _SearcherGroup:
+    """One replica of a group of shards' searchers (a Ray actor), searching them in turn."""
 
-    def __init__(self, index: str, record: dict):
+    def __init__(self, index: str, records: list[dict]):
         from rag.shards import ShardSearcher
 
-        self.searcher = ShardSearcher(_load_shard(Path(index), record))
+        self.searchers = [ShardSearcher(_load_shard(Path(index), record)) for record in records]
 
     def ready(self) -> bool:
         return True
 
-    def candidates(self, query_terms, vector, depth, mode, idf, average_length) -> dict:
-        return self.searcher.candidates(query_terms, vector, depth, mode, idf, average_length)
+    def candidates(self, query_terms, vector, depth, mode, idf, average_length) -> list[dict]:
+        """Each shard's candidates, in the group's order."""
+        return [s.candidates(query_terms, vector, depth, mode, idf, average_length) for s in self.searchers]
 
 
-class _ShardReplicas:
-    """The R replicas of one shard's searcher, spread over the cluster's nodes; `pick` gives the
+class _GroupReplicas:
+    """The R replicas of one group's searchers, spread over the cluster's nodes; `pick` gives the
     one with the fewest calls in flight and `done` gives it back."""
 
-    def __init__(self, index: str, record: dict, replicas: int):
+    def __init__(self, index: str, records: list[dict], replicas: int):
         import threading
 
         import ray
 
-        # A searcher only reads its shard, so a call that died with its replica is safely retried
+        # A searcher only reads its shards, so a call that died with its replica is safely retried
         # on the restarted one (max_task_retries); -1: as often as Ray restarts it.
-        actor = ray.remote(num_cpus=SEARCH_CPUS, max_restarts=-1, max_task_retries=-1)(_ShardActor)
-        self.replicas: list = [actor.options(scheduling_strategy="SPREAD").remote(index, record) for _ in range(replicas)]
+        actor = ray.remote(num_cpus=SEARCH_CPUS * len(records), max_restarts=-1, max_task_retries=-1)(_SearcherGroup)
+        self.replicas: list = [actor.options(scheduling_strategy="SPREAD").remote(index, records) for _ in range(replicas)]
         self._in_flight = [0] * replicas
         self._lock = threading.Lock()  # the front answers several questions at once, in threads
 
@@ -147,23 +152,49 @@ class _ShardReplicas:
             self._in_flight[chosen] -= 1
 
 
-def searchers_ready(searchers: list[_ShardReplicas]) -> None:
-    """Wait until every replica of every shard has opened its shard (an error opening one is raised)."""
+def group_shards(shards: int, cpus: int) -> list[list[int]]:
+    """The shards (by position) each searcher group serves: at most one group per CPU of the
+    cluster, shards dealt in turn. A searcher is bound by the CPU, so more processes than CPUs
+    would only add calls; fewer would leave CPUs idle while shards wait their turn.
+
+    >>> group_shards(4, 2)
+    [[0, 2], [1, 3]]
+    >>> group_shards(3, 8)
+    [[0], [1], [2]]
+    """
+    groups = max(1, min(shards, cpus))
+    return [list(range(g, shards, groups)) for g in range(groups)]
+
+
+def cluster_cpus() -> int:
+    """The CPUs of the cluster's live nodes."""
     import ray
 
-    ray.get([replica.ready.remote() for searcher in searchers for replica in searcher.replicas])
+    return int(ray.cluster_resources().get("CPU", 1))
 
 
-def ask_shards(searchers: list[_ShardReplicas], arguments: tuple) -> list[dict]:
-    """Every shard's candidates; each shard is asked before any answer is awaited, so they search at once."""
+def searchers_ready(groups: list[_GroupReplicas]) -> None:
+    """Wait until every replica of every group has opened its shards (an error opening one is raised)."""
     import ray
 
-    chosen = [searcher.pick() for searcher in searchers]
+    ray.get([replica.ready.remote() for group in groups for replica in group.replicas])
+
+
+def ask_shards(groups: list[_GroupReplicas], members: list[list[int]], arguments: tuple) -> list[dict]:
+    """Every shard's candidates, in shard order; each group is asked before any answer is awaited,
+    so they search at once."""
+    import ray
+
+    chosen = [group.pick() for group in groups]
     try:
-        return ray.get([s.replicas[c].candidates.remote(*arguments) for s, c in zip(searchers, chosen)])
+        answers = ray.get([g.replicas[c].candidates.remote(*arguments) for g, c in zip(groups, chosen)])
     finally:
-        for searcher, c in zip(searchers, chosen):
-            searcher.done(c)
+        for group, c in zip(groups, chosen):
+            group.done(c)
+    by_shard: dict[int, dict] = {}
+    for shards, answer in zip(members, answers):
+        by_shard.update(zip(shards, answer))
+    return [by_shard[i] for i in range(len(by_shard))]
 
 
 def build_app(index_dir: str, *, replicas: int = 1):
@@ -208,11 +239,12 @@ def build_app(index_dir: str, *, replicas: int = 1):
             # model the export cannot reproduce, whose questions then go to the Embedding deployment.
             questions = Embedder(data.manifest["model"]).question_encoder()
             embedder = _RemoteEmbedder(embedding, data.manifest["model"], data.manifest["dimension"], questions)
-            searchers = [_ShardReplicas(index, record, replicas) for record in records]
-            searchers_ready(searchers)  # every shard opened before the front reports ready
+            members = group_shards(len(records), cluster_cpus())
+            groups = [_GroupReplicas(index, [records[i] for i in shards], replicas) for shards in members]
+            searchers_ready(groups)  # every shard opened before the front reports ready
 
             def fan_out(query_terms, vector, depth, mode, idf, average_length):
-                return ask_shards(searchers, (query_terms, vector, depth, mode, idf, average_length))
+                return ask_shards(groups, members, (query_terms, vector, depth, mode, idf, average_length))
 
             retriever = sharding.ShardedRetriever(data, fan_out=fan_out)
             self.assistant = Assistant(path, data, embedder, retriever=retriever)
@@ -254,6 +286,25 @@ def build_app(index_dir: str, *, replicas: int = 1):
     return front.bind(index_dir, embedding.bind(model), records, replicas)
 
 
+# Ray Serve's proxy hands each request to the front over gRPC, straight to the replica, instead of
+# as a Ray actor call: the data plane of Ray Serve's documented throughput-optimized mode
+# (RAY_SERVE_THROUGHPUT_OPTIMIZED, Ray >= 2.55), taken alone, since that mode's other settings
+# (user code on the replica's main thread, its own ingress ports) measured slower here. Measured
+# with `rag serve` over a 4-shard index on a 1-CPU node: the time a client waits beyond the
+# front's own stages was 4.8-5.2 ms in every run with it, 6.2-7.7 ms without. The controller
+# passes its environment to the proxies and replicas it starts.
+CONTROLLER_ENVIRONMENT = {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
+
+
+def start_serve(host: str, port: int) -> None:
+    """Start Ray Serve on the connected cluster, its HTTP proxy on host:port (a Serve instance
+    already running there keeps its own settings)."""
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port},
+                controller_options={"runtime_env": {"env_vars": CONTROLLER_ENVIRONMENT}})
+
+
 def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1, host: str = "127.0.0.1",
                 port: int = 8000, ready=None) -> None:
     """Run `rag serve` until interrupted: connect to (or start) Ray, deploy, print the URL.
@@ -282,14 +333,14 @@ def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1
             import ray
         except ImportError:
             raise ConfigError("Ray is not installed; pip install 'rag-assistant[cluster]'") from None
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, _system_config=SYSTEM_CONFIG)
     else:
         ray = connect(address)
     from ray import serve
 
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            serve.start(http_options={"host": host, "port": port})
+            start_serve(host, port)
             serve.run(build_app(str(path), replicas=replicas), name=APP_NAME, route_prefix="/")
             break
         except RagError:
