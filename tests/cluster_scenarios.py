@@ -1,5 +1,6 @@
 """What tests/test_cluster.py runs inside a loopback-only network namespace: a real two-node Ray
-cluster on this machine, `rag index --ray`, a node removed mid-build, and `rag serve`.
+cluster on this machine, `rag index --ray`, a node removed mid-build, and `rag serve` (on the
+cluster, and with a Ray of its own).
 
 Ray binds the machine's network address whatever it is told, so this script only ever runs
 under `unshare --net` (where the only interface is 127.0.0.1) and never sends anything
@@ -198,6 +199,21 @@ def main(workdir: Path) -> dict:
         server.send_signal(signal.SIGINT)
         finish(server, timeout=120)
         report["server_stderr"] = server.stderr.read()[-1500:]
+
+        # 4. Without --ray, `rag serve` starts a Ray of its own, even while a cluster runs on this
+        # machine (ray.init would join that one, and refuse the server's settings for it).
+        own = start_rag("serve", "--index", str(workdir / "sharded"), "--port", str(port + 1), cwd=workdir)
+        own_out: list[str] = []
+        ready = watch_lines(own.stdout, own_out, lambda line: line.startswith("serving "))
+        ready.wait(timeout=SERVER_READY_TIMEOUT)
+        report["own_ray_server_ready"] = own.poll() is None and any(line.startswith("serving ") for line in own_out)
+        if report["own_ray_server_ready"]:
+            served = rag("ask", questions[0], "--server", f"http://127.0.0.1:{port + 1}", "--json", cwd=workdir)
+            local = rag("ask", questions[0], "--index", str(workdir / "sharded"), "--json", cwd=workdir)
+            report["own_ray_server_agrees"] = served.returncode == 0 and json.loads(served.stdout) == json.loads(local.stdout)
+        own.send_signal(signal.SIGINT)
+        finish(own, timeout=120)
+        report["own_ray_server_stderr"] = own.stderr.read()[-1500:]
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -87,3 +87,8 @@ def test_rag_serve_answers_over_http_as_rag_ask_json(scenario):
     assert scenario["post_agrees_with_get"]
     status, error = scenario["no_question"]
     assert status == 400 and "GET /ask?question=" in error and "\n" not in error
+
+
+def test_rag_serve_without_ray_starts_its_own_beside_a_running_cluster(scenario):
+    assert scenario["own_ray_server_ready"], scenario.get("own_ray_server_stderr")
+    assert scenario["own_ray_server_agrees"]

@@ -333,7 +333,10 @@ def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1
             import ray
         except ImportError:
             raise ConfigError("Ray is not installed; pip install 'rag-assistant[cluster]'") from None
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, _system_config=SYSTEM_CONFIG)
+        # "local": a Ray of its own, even where `ray start` already runs one (which ray.init would
+        # join, and refuse our settings for); --ray joins a running cluster.
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 _system_config=SYSTEM_CONFIG)
     else:
         ray = connect(address)
     from ray import serve
