@@ -293,24 +293,13 @@ def _timed(call) -> float:
 def _serve_latency(index_dir: Path, questions: list[str]) -> tuple[float, float, float]:
     """p50 of in-process `ask`, of the same questions asked over HTTP of `rag serve`, and of the
     difference per question."""
-    from ray import serve
-
     from rag import Assistant
 
-    from .internals import START_ATTEMPTS, serve_app, start_serve
+    from .internals import deploy_serve
 
     assistant = Assistant.open(index_dir)
     port = 8000  # inside the bench's own network namespace nothing else listens
-    for attempt in range(1, START_ATTEMPTS + 1):  # as `rag serve` starts: over once if a replica died starting
-        try:
-            start_serve("127.0.0.1", port)
-            app, name = serve_app(str(index_dir))
-            serve.run(app, name=name, route_prefix="/")
-            break
-        except Exception:
-            if attempt == START_ATTEMPTS:
-                raise
-            serve.shutdown()
+    deploy_serve(str(index_dir), port=port)  # as `rag serve` deploys it
     remote = Assistant.remote(f"http://127.0.0.1:{port}")  # the client `rag ask --server` uses
 
     def ask_http(question: str) -> None:

@@ -13,9 +13,9 @@ has no entry point for a part:
 - the bare encodes every speed is compared with use the pipeline's batch size (`BATCH_SIZE`);
 - `rag bench --cold` times the torch question path that the ONNX export replaced
   (`torch_question_assistant`);
-- `rag bench --ray` times the cluster's parts (`embed_on_ray`, the Serve app started as `rag serve`
-  starts it, `START_ATTEMPTS`; documents dealt one to a shard, `shard_of`; passages split as an
-  index splits them);
+- `rag bench --ray` times the cluster's parts (`embed_on_ray`, the Serve app deployed as `rag serve`
+  deploys it, `deploy_serve`, on a cluster set up as `rag serve` sets one up, `RAY_SYSTEM_CONFIG`;
+  documents dealt one to a shard, `shard_of`; passages split as an index splits them);
 - eval/pdf_extractors.py measures what rag's PDF reader removes (`pdf`, `pdftext`, `clean_pdf_text`);
 - `rag eval squad --held-out` reads which articles the learned reader was validated on
   (`READER_METADATA`);
@@ -35,7 +35,7 @@ from rag import columns, pdftext, reader, store, vectors
 from rag.answering import CANDIDATES as ANSWER_CANDIDATES
 from rag.answering import MAX_CITATIONS, Answerer, question_evidence
 from rag.cluster import SYSTEM_CONFIG as RAY_SYSTEM_CONFIG
-from rag.cluster.serve import START_ATTEMPTS, start_serve
+from rag.cluster.serve import deploy as deploy_serve
 from rag.documents import collect
 from rag.embedding import BATCH_SIZE
 from rag.formats import _clean as clean_pdf_text
@@ -51,8 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANSWER_CANDIDATES", "Answerer", "MAX_CITATIONS", "Vocabulary", "question_evidence", "reader",
-    "BATCH_SIZE", "CANDIDATES", "RAY_SYSTEM_CONFIG", "READER_METADATA", "START_ATTEMPTS", "Carried", "Retriever", "SourceRecord",
-    "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "passage_id", "serve_app", "shard_of", "start_serve",
+    "BATCH_SIZE", "CANDIDATES", "RAY_SYSTEM_CONFIG", "READER_METADATA", "Carried", "Retriever", "SourceRecord",
+    "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "deploy_serve", "passage_id", "shard_of",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",
 ]
 
@@ -79,12 +79,3 @@ def shard_of(source: str, shards: int) -> int:
     from rag.shards import shard_of as place
 
     return place(source, shards)
-
-
-
-
-def serve_app(index_dir: str):
-    """The Ray Serve application of `rag serve` for `index_dir`, and the name it is run under."""
-    from rag.cluster.serve import APP_NAME, build_app
-
-    return build_app(index_dir), APP_NAME

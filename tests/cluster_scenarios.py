@@ -82,6 +82,22 @@ def finish(process: subprocess.Popen, *, timeout: float) -> None:
         process.wait()
 
 
+def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, bool]:
+    """`rag serve ARGS` in the background, and whether it said it was serving (within
+    `SERVER_READY_TIMEOUT`) and still runs."""
+    server = start_rag("serve", *args, cwd=cwd)
+    out: list[str] = []
+    watch_lines(server.stdout, out, lambda line: line.startswith("serving ")).wait(timeout=SERVER_READY_TIMEOUT)
+    return server, server.poll() is None and any(line.startswith("serving ") for line in out)
+
+
+def stop_server(server: subprocess.Popen) -> str:
+    """Stop `rag serve` as Ctrl-C does; the end of what it wrote to stderr."""
+    server.send_signal(signal.SIGINT)
+    finish(server, timeout=120)
+    return server.stderr.read()[-1500:]
+
+
 def documents(workdir: Path, articles: int) -> tuple[Path, list[str]]:
     from eval.squad import load_articles, write_documents
     from rag.settings import SAMPLE_DOCUMENT
@@ -169,12 +185,8 @@ def main(workdir: Path) -> dict:
 
         # 3. `rag serve` on the cluster answers over HTTP as `rag ask --json` does locally.
         port = 8000  # the namespace is fresh: nothing else listens here
-        server = start_rag("serve", "--index", str(workdir / "sharded"), "--ray", address,
-                           "--port", str(port), "--replicas", "2", cwd=workdir)
-        server_out: list[str] = []
-        ready = watch_lines(server.stdout, server_out, lambda line: line.startswith("serving "))
-        ready.wait(timeout=SERVER_READY_TIMEOUT)
-        report["server_ready"] = server.poll() is None and any(line.startswith("serving ") for line in server_out)
+        server, report["server_ready"] = start_server("--index", str(workdir / "sharded"), "--ray", address,
+                                                      "--port", str(port), "--replicas", "2", cwd=workdir)
         if report["server_ready"]:
             url = f"http://127.0.0.1:{port}"
             agree, remote_agree = [], []
@@ -196,24 +208,17 @@ def main(workdir: Path) -> dict:
                 urllib.request.urlopen(f"{url}/ask", timeout=120)
             except urllib.error.HTTPError as error:
                 report["no_question"] = [error.code, json.loads(error.read()).get("error", "")]
-        server.send_signal(signal.SIGINT)
-        finish(server, timeout=120)
-        report["server_stderr"] = server.stderr.read()[-1500:]
+        report["server_stderr"] = stop_server(server)
 
         # 4. Without --ray, `rag serve` starts a Ray of its own, even while a cluster runs on this
         # machine (ray.init would join that one, and refuse the server's settings for it).
-        own = start_rag("serve", "--index", str(workdir / "sharded"), "--port", str(port + 1), cwd=workdir)
-        own_out: list[str] = []
-        ready = watch_lines(own.stdout, own_out, lambda line: line.startswith("serving "))
-        ready.wait(timeout=SERVER_READY_TIMEOUT)
-        report["own_ray_server_ready"] = own.poll() is None and any(line.startswith("serving ") for line in own_out)
+        own, report["own_ray_server_ready"] = start_server("--index", str(workdir / "sharded"), "--port", str(port + 1),
+                                                           cwd=workdir)
         if report["own_ray_server_ready"]:
             served = rag("ask", questions[0], "--server", f"http://127.0.0.1:{port + 1}", "--json", cwd=workdir)
             local = rag("ask", questions[0], "--index", str(workdir / "sharded"), "--json", cwd=workdir)
             report["own_ray_server_agrees"] = served.returncode == 0 and json.loads(served.stdout) == json.loads(local.stdout)
-        own.send_signal(signal.SIGINT)
-        finish(own, timeout=120)
-        report["own_ray_server_stderr"] = own.stderr.read()[-1500:]
+        report["own_ray_server_stderr"] = stop_server(own)
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -129,10 +129,17 @@ class _GroupReplicas:
     """The R replicas of one group's searchers, spread over the cluster's nodes; `pick` gives the
     one with the fewest calls in flight and `done` gives it back."""
 
-    def __init__(self, index: str, records: list[dict], replicas: int):
+    def __init__(self, index: str, records: list[dict], shards: list[int], replicas: int):
+        """
+        Args:
+            records: every shard's record; the group serves those at positions `shards`.
+        """
         import threading
 
         import ray
+
+        self.shards = shards
+        records = [records[i] for i in shards]
 
         # A searcher only reads its shards, so a call that died with its replica is safely retried
         # on the restarted one (max_task_retries); -1: as often as Ray restarts it.
@@ -180,7 +187,7 @@ def searchers_ready(groups: list[_GroupReplicas]) -> None:
     ray.get([replica.ready.remote() for group in groups for replica in group.replicas])
 
 
-def ask_shards(groups: list[_GroupReplicas], members: list[list[int]], arguments: tuple) -> list[dict]:
+def ask_shards(groups: list[_GroupReplicas], arguments: tuple) -> list[dict]:
     """Every shard's candidates, in shard order; each group is asked before any answer is awaited,
     so they search at once."""
     import ray
@@ -192,8 +199,8 @@ def ask_shards(groups: list[_GroupReplicas], members: list[list[int]], arguments
         for group, c in zip(groups, chosen):
             group.done(c)
     by_shard: dict[int, dict] = {}
-    for shards, answer in zip(members, answers):
-        by_shard.update(zip(shards, answer))
+    for group, answer in zip(groups, answers):
+        by_shard.update(zip(group.shards, answer))
     return [by_shard[i] for i in range(len(by_shard))]
 
 
@@ -239,12 +246,11 @@ def build_app(index_dir: str, *, replicas: int = 1):
             # model the export cannot reproduce, whose questions then go to the Embedding deployment.
             questions = Embedder(data.manifest["model"]).question_encoder()
             embedder = _RemoteEmbedder(embedding, data.manifest["model"], data.manifest["dimension"], questions)
-            members = group_shards(len(records), cluster_cpus())
-            groups = [_GroupReplicas(index, [records[i] for i in shards], replicas) for shards in members]
+            groups = [_GroupReplicas(index, records, shards, replicas) for shards in group_shards(len(records), cluster_cpus())]
             searchers_ready(groups)  # every shard opened before the front reports ready
 
             def fan_out(query_terms, vector, depth, mode, idf, average_length):
-                return ask_shards(groups, members, (query_terms, vector, depth, mode, idf, average_length))
+                return ask_shards(groups, (query_terms, vector, depth, mode, idf, average_length))
 
             retriever = sharding.ShardedRetriever(data, fan_out=fan_out)
             self.assistant = Assistant(path, data, embedder, retriever=retriever)
@@ -296,13 +302,30 @@ def build_app(index_dir: str, *, replicas: int = 1):
 CONTROLLER_ENVIRONMENT = {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
 
 
-def start_serve(host: str, port: int) -> None:
+def deploy(index_dir: str, *, replicas: int = 1, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Start Ray Serve on the connected cluster, its HTTP proxy on host:port (a Serve instance
-    already running there keeps its own settings)."""
+    already running there keeps its own settings), and run the application over `index_dir`;
+    started over once if a replica or the controller died while starting.
+
+    Raises:
+        RagError: the index cannot be opened.
+        ClusterError: the application failed to start, twice.
+    """
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port},
-                controller_options={"runtime_env": {"env_vars": CONTROLLER_ENVIRONMENT}})
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            serve.start(http_options={"host": host, "port": port},
+                        controller_options={"runtime_env": {"env_vars": CONTROLLER_ENVIRONMENT}})
+            serve.run(build_app(index_dir, replicas=replicas), name=APP_NAME, route_prefix="/")
+            return
+        except RagError:
+            raise
+        except Exception as error:
+            if attempt == START_ATTEMPTS:
+                raise ClusterError(
+                    f"the server failed to start ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+            serve.shutdown()  # a replica or the controller died while starting: start over once
 
 
 def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1, host: str = "127.0.0.1",
@@ -341,18 +364,7 @@ def serve_index(index_dir: str, *, address: str | None = None, replicas: int = 1
         ray = connect(address)
     from ray import serve
 
-    for attempt in range(1, START_ATTEMPTS + 1):
-        try:
-            start_serve(host, port)
-            serve.run(build_app(str(path), replicas=replicas), name=APP_NAME, route_prefix="/")
-            break
-        except RagError:
-            raise
-        except Exception as error:
-            if attempt == START_ATTEMPTS:
-                raise ClusterError(
-                    f"the server failed to start ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
-            serve.shutdown()  # a replica or the controller died while starting: start over once
+    deploy(str(path), replicas=replicas, host=host, port=port)
     url = f"http://{host}:{port}"
     if ready:
         ready(url)
