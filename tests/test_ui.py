@@ -241,6 +241,61 @@ def test_questions_sent_quickly_are_all_answered_in_order_with_their_context(ser
         page.close()
 
 
+def test_a_question_that_reaches_the_server_after_the_next_one_keeps_its_place(served, browser):
+    """Nothing orders two requests on their way to the server: here the network holds the
+    follow-up back until the question sent after it has arrived. The chat still shows and answers
+    them in the order sent, so the follow-up is understood from the question before it."""
+    questions = ["Who was the German ambassador?", "What happened to him later?", FLAGSHIP]
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    held = []
+
+    def hold_the_follow_up(route):
+        if questions[1] in (route.request.post_data or "") and not held:
+            held.append(route)  # continued below, once the next question is in the chat
+        else:
+            route.continue_()
+
+    try:
+        page.goto(served)
+        page.wait_for_selector("#rag-question textarea")
+        page.route("**/run/predict", hold_the_follow_up)
+        box = page.locator("#rag-question textarea")
+        for question in questions:
+            box.fill(question)
+            box.press("Enter")
+            page.wait_for_function("() => document.querySelector('#rag-question textarea').value === ''")
+        page.wait_for_function(
+            "q => [...document.querySelectorAll('#rag-chat [data-testid=\"user\"]')].some(m => m.innerText.includes(q))",
+            arg=questions[2],
+            timeout=ANSWER_TIMEOUT_MS,
+        )
+        assert len(held) == 1, "the follow-up's request was never seen, so this test proved nothing"
+        held[0].continue_()
+        answers = _final_answers(page, len(questions))
+        users = [page.locator('#rag-chat [data-testid="user"]').nth(i).inner_text().strip() for i in range(3)]
+        assert users == questions
+        assert "Schulenburg" in answers[0]
+        assert "Understood as: “What happened to Schulenburg later?”" in answers[1], answers[1]
+        assert "March" in answers[2] and "1918" in answers[2]
+    finally:
+        page.close()
+
+
+def test_a_page_whose_session_the_server_forgot_still_gets_answers(served, browser):
+    """The server keeps MAX_SESSIONS chats and forgets the least recently used; a page it forgot
+    has numbered many questions already. Its next question waits a moment for the ones the
+    server never saw, then is answered."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(served)
+        page.wait_for_selector("#rag-question textarea")
+        page.evaluate("() => { window.ragSent = 41; }")  # as if 41 questions had been asked before
+        answer = _ask_in_page(page, FLAGSHIP, 0)
+        assert "March" in answer and "1918" in answer
+    finally:
+        page.close()
+
+
 def test_the_question_model_is_loaded_before_the_first_question(sample, tmp_path, monkeypatch, browser):
     """`rag ui` loads the question model before it serves: the first question loads nothing."""
     import shutil

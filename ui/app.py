@@ -8,7 +8,9 @@ Only the public `rag` API is used: what `rag/__init__.py` exports (`Assistant`, 
 """
 from __future__ import annotations
 
+import bisect
 import html
+import math
 import os
 import queue
 import re
@@ -16,7 +18,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -57,6 +60,11 @@ QUEUE_MAX_SIZE = 8
 # that is refused in the chat (a person does not queue more; a stuck key or a script might).
 MAX_WAITING = QUEUE_MAX_SIZE
 TOO_MANY = f"⚠️ Not sent: {MAX_WAITING} questions are already waiting for their answers; send it again once they are answered."
+# Seconds a question waits for one sent before it that has not reached the server yet. The page
+# numbers what it sends, but two requests can arrive in either order; the earlier one is normally
+# milliseconds behind. Past this it is taken as never coming (the server forgot the session, past
+# MAX_SESSIONS, or was restarted, and the page goes on counting) and the question is answered.
+GAP_WAIT = 2.0
 EXAMPLES = [
     "When was the Brest peace treaty signed?",
     "Who was the German ambassador?",
@@ -293,34 +301,88 @@ def _store_upload(source: Path, target: Path) -> None:
 # -- the app ------------------------------------------------------------------------------------
 
 
-class ChatSession:
-    """One browser session's chat: its messages, the questions waiting their turn, its conversation.
+@dataclass
+class Turn:
+    """One question of a chat and its reply, by the number the page gave it when it was sent."""
 
-    The messages live here, not in the browser: a question sent while another is being answered
+    number: int
+    question: str
+    reply: str
+
+
+class ChatSession:
+    """One browser session's chat: its turns, the questions waiting their turn, its conversation.
+
+    The turns live here, not in the browser: a question sent while another is being answered
     is shown at once as waiting, and answered after it, in order, by the same worker, so a
-    follow-up is understood from the turns before it. `epoch` changes with "New conversation",
-    so an answer still arriving for the old conversation is not written into the new one.
+    follow-up is understood from the turns before it. The order is the page's: each question
+    comes numbered, and one that arrives before an earlier one waits for it (up to GAP_WAIT).
+    `epoch` changes with "New conversation", so an answer still arriving for the old
+    conversation is not written into the new one.
     """
 
     def __init__(self):
-        self.messages: list[dict] = []
-        self.waiting: deque[tuple[int, int, str]] = deque()  # (epoch, index of its reply in messages, question)
+        self.turns: list[Turn] = []  # in the order the page sent them
+        # Questions to answer by number; None marks a number that needs no answer (an empty or
+        # refused question), so the questions after it need not wait for it.
+        self.waiting: dict[int, Turn | None] = {}
+        self.next_number = 1  # the page numbers from 1 when it loads
         self.answering = False  # a worker is answering this session's questions
         self.epoch = 0
         self.conversation: Conversation | None = None
         self.assistant: Assistant | None = None  # the assistant `conversation` asks (uploads replace it)
-        self.lock = threading.Lock()  # guards the fields above; never held while answering
+        # Guards the fields above; never held while answering. A worker waiting for a question
+        # that was sent earlier but has not arrived is woken when it does.
+        self.lock = threading.Condition()
 
     def snapshot(self) -> list[dict]:
         with self.lock:
-            return [dict(message) for message in self.messages]
+            messages = []
+            for turn in self.turns:
+                messages += [{"role": "user", "content": _text(turn.question)}, {"role": "assistant", "content": turn.reply}]
+            return messages
 
-    def set_reply(self, epoch: int, slot: int, content: str) -> bool:
+    def receive(self, number: int, question: str) -> None:
+        """Add a question sent as `number` (an empty one only takes its number), in the page's order."""
+        with self.lock:
+            if not question:
+                self.waiting[number] = None
+            else:
+                ahead = self.answering or any(self.waiting.values())
+                refused = sum(turn is not None for turn in self.waiting.values()) >= MAX_WAITING
+                turn = Turn(number, question, TOO_MANY if refused else WAITING if ahead else PENDING)
+                bisect.insort(self.turns, turn, key=lambda t: t.number)
+                self.waiting[number] = None if refused else turn
+            self.lock.notify_all()
+
+    def next_question(self) -> tuple[int, Turn] | None:
+        """The next question to answer in the order sent, with the epoch it is answered in; None
+        when none is waiting, and then the session is no longer `answering` (in the same lock, so
+        a question sent at that moment finds no worker and starts one). A question sent before
+        those that arrived is waited for (up to GAP_WAIT), then given up as lost."""
+        with self.lock:
+            while self.waiting:
+                if min(self.waiting) > self.next_number:
+                    arrived = self.lock.wait_for(
+                        lambda: not self.waiting or min(self.waiting) <= self.next_number, timeout=GAP_WAIT
+                    )
+                    if not arrived:
+                        self.next_number = min(self.waiting)
+                    continue
+                number = min(self.waiting)
+                turn = self.waiting.pop(number)
+                self.next_number = max(self.next_number, number + 1)
+                if turn is not None:
+                    return self.epoch, turn
+            self.answering = False
+            return None
+
+    def set_reply(self, epoch: int, turn: Turn, content: str) -> bool:
         """Replace a reply's text; False when the conversation was started over since."""
         with self.lock:
             if epoch != self.epoch:
                 return False
-            self.messages[slot] = {"role": "assistant", "content": content}
+            turn.reply = content
             return True
 
 
@@ -346,11 +408,14 @@ class ChatSessions:
 
 
 # Runs in the browser when a question is sent, before it goes to the server: empties the question
-# box at once, so text typed next (the following question) is never wiped by a late reply.
-CLEAR_QUESTION_JS = """(question) => {
+# box at once, so text typed next (the following question) is never wiped by a late reply, and
+# numbers the question, so the server keeps the order it was sent in even when two requests
+# arrive the other way round (nothing orders them on the way).
+CLEAR_QUESTION_JS = """(question, number) => {
     const box = document.querySelector('#rag-question textarea');
     if (box) { box.value = ''; box.dispatchEvent(new Event('input', {bubbles: true})); }
-    return [question];
+    window.ragSent = (window.ragSent || 0) + 1;
+    return [question, window.ragSent];
 }"""
 
 
@@ -364,21 +429,12 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     holder = AssistantHolder(assistant)
     sessions = ChatSessions()
 
-    def send(question: str, request: gr.Request):
-        """Add a question to its session's chat at once (not through the queue): answered next,
-        or after the questions already waiting."""
-        question = (question or "").strip()
-        if not question:
-            return gr.skip()
+    def send(question: str, number: float, request: gr.Request):
+        """Add a question to its session's chat at once (not through the queue), in the place the
+        page numbered it: answered next, or after the questions sent before it."""
         session = sessions.get(request.session_hash)
-        with session.lock:
-            ahead = session.answering or bool(session.waiting)
-            session.messages.append({"role": "user", "content": _text(question)})
-            if len(session.waiting) >= MAX_WAITING:
-                session.messages.append({"role": "assistant", "content": TOO_MANY})
-            else:
-                session.messages.append({"role": "assistant", "content": WAITING if ahead else PENDING})
-                session.waiting.append((session.epoch, len(session.messages) - 1, question))
+        number = int(number) if number and math.isfinite(number) else 0  # unnumbered: answered at once
+        session.receive(number, (question or "").strip())
         return session.snapshot()
 
     def answer_waiting(request: gr.Request):
@@ -386,30 +442,30 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         chat as each answer's words are revealed, then each final message with its sources. A
         second worker for the same session finds it answered and leaves at once."""
         session = sessions.get(request.session_hash)
-        with session.lock:
-            if session.answering or not session.waiting:
-                yield gr.skip(), gr.skip()
-                return
-            session.answering = True
+        with session.lock:  # never held across a yield: Gradio may resume a generator in another thread
+            answered_elsewhere = session.answering or not session.waiting
+            if not answered_elsewhere:
+                session.answering = True
+        if answered_elsewhere:
+            yield gr.skip(), gr.skip()
+            return
         try:
-            while True:
+            while (next_question := session.next_question()) is not None:
+                epoch, turn = next_question
                 with session.lock:
-                    if not session.waiting:
-                        break
-                    epoch, slot, question = session.waiting.popleft()
-                    if epoch != session.epoch:
-                        continue
                     if session.conversation is None or session.assistant is not holder.assistant:
                         # First question, or the index changed since.
                         session.assistant, session.conversation = holder.assistant, holder.assistant.chat()
                     conversation, current = session.conversation, session.assistant
-                yield from _answer_one(session, conversation, current, epoch, slot, question)
-        finally:
+                yield from _answer_one(session, conversation, current, epoch, turn)
+        except BaseException:  # the page was closed (GeneratorExit) or answering failed
             with session.lock:
                 session.answering = False
+            raise
 
-    def _answer_one(session: ChatSession, conversation: Conversation, current: Assistant, epoch: int, slot: int, question: str):
-        if not session.set_reply(epoch, slot, PENDING):
+    def _answer_one(session: ChatSession, conversation: Conversation, current: Assistant, epoch: int, turn: Turn):
+        question = turn.question
+        if not session.set_reply(epoch, turn, PENDING):
             return
         yield session.snapshot(), gr.skip()
         try:
@@ -420,19 +476,19 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 for update in ask_streaming(conversation, question):
                     if isinstance(update, Answer):
                         answer = update
-                    elif session.set_reply(epoch, slot, f"{_text(update)} {PENDING}"):
+                    elif session.set_reply(epoch, turn, f"{_text(update)} {PENDING}"):
                         yield session.snapshot(), gr.skip()
         except RagError as error:
-            if session.set_reply(epoch, slot, f"⚠️ {_text(str(error))}"):
+            if session.set_reply(epoch, turn, f"⚠️ {_text(str(error))}"):
                 yield session.snapshot(), render_sources(None)
             return
         if answer.grounded and current.generator is None:
             for partial in stream_steps(answer.text)[:-1]:
-                if not session.set_reply(epoch, slot, f"{_text(partial)} {PENDING}"):
+                if not session.set_reply(epoch, turn, f"{_text(partial)} {PENDING}"):
                     return
                 yield session.snapshot(), gr.skip()
                 time.sleep(STREAM_DELAY)
-        if session.set_reply(epoch, slot, render_answer(question, answer)):
+        if session.set_reply(epoch, turn, render_answer(question, answer)):
             yield session.snapshot(), render_sources(answer, current)
 
     def forget(request: gr.Request):
@@ -442,7 +498,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         session = sessions.get(request.session_hash)
         with session.lock:
             session.epoch += 1  # what is still being answered is not written into the new chat
-            session.messages = []
+            session.turns = []
+            session.next_number = max([session.next_number, *(number + 1 for number in session.waiting)])
             session.waiting.clear()
             session.conversation = session.assistant = None
         return [], render_sources(None)
@@ -476,6 +533,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                         placeholder="Ask a question…", show_label=False, scale=5, elem_id="rag-question", max_lines=3
                     )
                     ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="rag-ask")
+                    sent_number = gr.Number(visible=False)  # set by CLEAR_QUESTION_JS
                 gr.Examples(EXAMPLES, inputs=[question], label="Examples")
                 reset = gr.Button("New conversation", elem_id="rag-new")
             with gr.Column(scale=2):
@@ -495,7 +553,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         gr.on(
             triggers=[ask_button.click, question.submit],
             fn=send,
-            inputs=[question],
+            inputs=[question, sent_number],
             outputs=[chatbot],
             js=CLEAR_QUESTION_JS,
             queue=False,
