@@ -20,7 +20,7 @@ has no entry point for a part:
 - `rag eval squad --held-out` reads which articles the learned reader was validated on
   (`READER_METADATA`);
 - training the learned reader (eval/train_reader.py) encodes and decodes as `reader` does and
-  mines the candidates the answerer reads (`ANSWER_CANDIDATES`, `MAX_CITATIONS`), and fits the
+  mines the candidates the answerer reads (`ANSWER_CANDIDATES`), cites as it does (`cited`), and fits the
   fusion on the evidence the `Answerer` computes (`question_evidence`, also against a `Vocabulary`
   without the question's own article).
 
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from rag import columns, pdftext, reader, store, vectors
 from rag.answering import CANDIDATES as ANSWER_CANDIDATES
-from rag.answering import MAX_CITATIONS, Answerer, question_evidence
+from rag.answering import EXTRA_CITATION_RATIO, Answerer, cited, question_evidence
 from rag.cluster import SYSTEM_CONFIG as RAY_SYSTEM_CONFIG
 from rag.cluster.serve import deploy as deploy_serve
 from rag.documents import collect
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from rag import Assistant
 
 __all__ = [
-    "ANSWER_CANDIDATES", "Answerer", "MAX_CITATIONS", "Vocabulary", "question_evidence", "reader",
+    "ANSWER_CANDIDATES", "Answerer", "EXTRA_CITATION_RATIO", "cited", "Vocabulary", "question_evidence", "reader",
     "BATCH_SIZE", "CANDIDATES", "RAY_SYSTEM_CONFIG", "READER_METADATA", "Carried", "Retriever", "SourceRecord",
     "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "deploy_serve", "passage_id", "shard_of",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",

@@ -650,12 +650,29 @@ def span_f1(items: list[Item], choice: R.SpanChoice) -> dict:
     return {"model_best_span_f1": round(float(np.mean(best)), 4), "chosen_span_f1": round(float(np.mean(chosen)), 4)}
 
 
-def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_choice: R.SpanChoice | None = None) -> dict:
-    """The issue's measures on these questions, deciding as rag.answering does (with the model's
-    best span when no span choice is given)."""
-    from .internals import MAX_CITATIONS
+# The shares of the best candidate's probability a further citation must reach that are measured
+# (rag.answering.EXTRA_CITATION_RATIO is chosen from them on the fit articles).
+CITATION_RATIOS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.4)
 
-    top3, f1s, decisions = [], [], []
+
+def citation_ratios(items: list[Item], fusion: R.Fusion, abstention: R.Abstention) -> dict:
+    """Per share in CITATION_RATIOS: the answers found among the citations, and citations an answer has."""
+    measured = {}
+    for ratio in CITATION_RATIOS:
+        found = figures(items, fusion, abstention, citation_ratio=ratio)
+        measured[str(ratio)] = {key: found[key] for key in ("answer_in_top3_citations", "citations_per_answer")}
+    return measured
+
+
+def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_choice: R.SpanChoice | None = None,
+            citation_ratio: float | None = None) -> dict:
+    """The issue's measures on these questions, deciding and citing as rag.answering does (with
+    the model's best span when no span choice is given; with another share of the best's
+    probability a further citation must reach when `citation_ratio` is given)."""
+    from .internals import EXTRA_CITATION_RATIO, cited
+
+    ratio = EXTRA_CITATION_RATIO if citation_ratio is None else citation_ratio
+    top3, f1s, decisions, citations = [], [], [], []
     for item in items:
         question, cands = item.question, item.candidates
         if not cands:
@@ -668,8 +685,11 @@ def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_
         order = np.argsort(-probs, kind="stable")
         answered = answer_probability(item, fusion, abstention) >= abstention.threshold
         decisions.append((item.answerable, answered))
+        chosen = cited(probs, ratio)
+        if answered:
+            citations.append(len(chosen))
         if item.answerable:
-            top3.append(answered and any(cands[i].positive for i in order[:MAX_CITATIONS]))
+            top3.append(answered and any(cands[i].positive for i in chosen))
             best = order[0]
             reading = item.readings[best]
             start, end = span_choice.choose(question.text, cands[best].text, reading) if span_choice else (reading.start, reading.end)
@@ -684,6 +704,7 @@ def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_
         "answerable": len(answerable),
         "unanswerable": unanswerable,
         "answer_in_top3_citations": round(float(np.mean(top3)), 4) if top3 else None,
+        "citations_per_answer": round(float(np.mean(citations)), 2) if citations else None,
         "direct_f1": round(float(np.mean(f1s)), 4) if f1s else None,
         "answerable_answered": round(float(np.mean(answerable)), 4) if answerable else None,
         "abstention_recall": round(abstained_right / unanswerable, 4) if unanswerable else None,
@@ -785,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     abstention = fit_abstention(fit_items, fit_outside, fusion, settings.seed)
     span_choice, fit_info["span_choice"] = fit_span_choice(fit_items)
     fit_info["fit"] = figures(fit_items, fusion, abstention, span_choice)
+    fit_info["citation_ratios"] = citation_ratios(fit_items, fusion, abstention)
     fit_info["fit_out_of_scope_abstained"] = figures(fit_outside, fusion, abstention)["abstention_recall"]
     validation_items = read_all(read, by_part["validation"], evidence)
     validation = figures(validation_items, fusion, abstention, span_choice)

@@ -30,8 +30,13 @@ from .types import Answer, Citation, Hit, Passage
 CANDIDATES = 8
 MAX_CITATIONS = 3
 # Further sentences are cited beside the answer's only when their fused probability is at least
-# this share of the best one's: a sentence the reader thinks unlikely is noise to a reader.
-EXTRA_CITATION_RATIO = 0.25
+# this share of the best one's: a sentence the reader thinks very unlikely is noise to a reader.
+# Chosen on the fit articles, never on those reported on (eval.train_reader.citation_ratios, which
+# a training run records as "citation_ratios" in the reader.json it writes): on the shipped
+# reader's readings, citing the first 3 always finds the answer for 82.7% of their answerable
+# questions with 3 citations; 0.05 finds 82.6% (one question of 718 fewer) with 2.1; 0.25 found
+# 81.2% with 1.5.
+EXTRA_CITATION_RATIO = 0.05
 # How many earlier sentences a relative date ("in March of the same year") may look back through
 # for its year: a paragraph or two of narrative.
 YEAR_LOOKBACK = 12
@@ -74,6 +79,14 @@ class Candidate:
     hit: Hit
     reading: reading.Reading
     probability: float
+
+
+def cited(probabilities: np.ndarray, ratio: float = EXTRA_CITATION_RATIO) -> list[int]:
+    """The candidates an answer cites, by fused probability: the best (the answer's sentence),
+    then the next ones while they reach `ratio` of its probability, MAX_CITATIONS at most."""
+    order = [int(i) for i in np.argsort(-probabilities, kind="stable")]
+    best = probabilities[order[0]]
+    return [order[0], *(i for i in order[1:MAX_CITATIONS] if probabilities[i] >= ratio * best)]
 
 
 class Answerer:
@@ -130,9 +143,9 @@ class Answerer:
         evidence = self.evidence(question)
         windows, coverage = [], []
         for hit in hits:
-            before = self._neighbours(hit.passage, before=1, after=0)
-            after = self._neighbours(hit.passage, before=0, after=1)
-            previous, following = before[0].text if before else "", after[0].text if after else ""
+            around = self._neighbours(hit.passage, before=1, after=1)
+            previous = next((p.text for p in around if p.position < hit.passage.position), "")
+            following = next((p.text for p in around if p.position > hit.passage.position), "")
             windows.append(reading.window(previous, hit.passage.text, following))
             coverage.append(evidence.coverage(hit.passage.text, f"{previous} {following}"))
         readings = self.reader.read(question, windows)
@@ -184,15 +197,12 @@ class Answerer:
 
     def _citations(self, best: Candidate, context: tuple[Passage, ...], candidates: list[Candidate]) -> list[Citation]:
         chosen = [(best.hit.passage, best.probability)]
-        chosen += [(p, best.probability) for p in context]
-        for candidate in sorted(candidates, key=lambda c: c.probability, reverse=True):
+        chosen += [(p, best.probability) for p in context if p.id != best.hit.passage.id]
+        for i in cited(np.array([c.probability for c in candidates]))[1:]:
             if len(chosen) >= MAX_CITATIONS:
                 break
-            if candidate is best or candidate.probability < EXTRA_CITATION_RATIO * best.probability:
-                continue
-            if any(candidate.hit.passage.id == p.id for p, _ in chosen):
-                continue
-            chosen.append((candidate.hit.passage, candidate.probability))
+            if all(candidates[i].hit.passage.id != p.id for p, _ in chosen):
+                chosen.append((candidates[i].hit.passage, candidates[i].probability))
         return [
             Citation(text=p.text, source=p.source, start=p.start, end=p.end, score=round(float(score), 4), location=p.location)
             for p, score in chosen
