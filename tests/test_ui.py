@@ -215,27 +215,39 @@ def _final_answers(page, count: int) -> list[str]:
     return [page.locator('#rag-chat [data-testid="bot"]').nth(i).inner_text() for i in range(count)]
 
 
+# A question, a follow-up that needs it, and a new topic: sent without waiting for answers.
+QUICK_QUESTIONS = ["Who was the German ambassador?", "What happened to him later?", FLAGSHIP]
+
+
+def _send_without_waiting(page, questions: list[str]) -> None:
+    box = page.locator("#rag-question textarea")
+    for question in questions:
+        box.fill(question)
+        box.press("Enter")
+        # Sent: the box was emptied in the browser at once, so the next question typed stays.
+        page.wait_for_function("() => document.querySelector('#rag-question textarea').value === ''")
+
+
+def _assert_quick_questions_answered_in_order(page) -> None:
+    """QUICK_QUESTIONS are in the chat in the order sent, each answered, the follow-up from the question before it."""
+    answers = _final_answers(page, len(QUICK_QUESTIONS))
+    users = [page.locator('#rag-chat [data-testid="user"]').nth(i).inner_text().strip() for i in range(len(QUICK_QUESTIONS))]
+    assert users == QUICK_QUESTIONS
+    assert "Schulenburg" in answers[0]
+    assert "Understood as: “What happened to Schulenburg later?”" in answers[1], answers[1]
+    assert "March" in answers[2] and "1918" in answers[2]
+
+
 def test_questions_sent_quickly_are_all_answered_in_order_with_their_context(served, browser):
     """Three questions sent one after the other without waiting for any answer: none is dropped,
     each gets its own answer in the order sent, and the follow-up is understood from the turn
     before it (Gradio's default would have ignored the questions sent while one was pending)."""
-    questions = ["Who was the German ambassador?", "What happened to him later?", FLAGSHIP]
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     try:
         page.goto(served)
         page.wait_for_selector("#rag-question textarea")
-        box = page.locator("#rag-question textarea")
-        for question in questions:
-            box.fill(question)
-            box.press("Enter")
-            # Sent: the box was emptied in the browser at once, so the next question typed stays.
-            page.wait_for_function("() => document.querySelector('#rag-question textarea').value === ''")
-        answers = _final_answers(page, len(questions))
-        users = [page.locator('#rag-chat [data-testid="user"]').nth(i).inner_text().strip() for i in range(3)]
-        assert users == questions
-        assert "Schulenburg" in answers[0]
-        assert "Understood as: “What happened to Schulenburg later?”" in answers[1], answers[1]
-        assert "March" in answers[2] and "1918" in answers[2]
+        _send_without_waiting(page, QUICK_QUESTIONS)
+        _assert_quick_questions_answered_in_order(page)
         page.screenshot(path=str(ARTIFACTS / "ui-quick-questions.png"), full_page=True)
     finally:
         page.close()
@@ -245,12 +257,12 @@ def test_a_question_that_reaches_the_server_after_the_next_one_keeps_its_place(s
     """Nothing orders two requests on their way to the server: here the network holds the
     follow-up back until the question sent after it has arrived. The chat still shows and answers
     them in the order sent, so the follow-up is understood from the question before it."""
-    questions = ["Who was the German ambassador?", "What happened to him later?", FLAGSHIP]
+    follow_up, last = QUICK_QUESTIONS[1], QUICK_QUESTIONS[2]
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     held = []
 
     def hold_the_follow_up(route):
-        if questions[1] in (route.request.post_data or "") and not held:
+        if follow_up in (route.request.post_data or "") and not held:
             held.append(route)  # continued below, once the next question is in the chat
         else:
             route.continue_()
@@ -259,24 +271,15 @@ def test_a_question_that_reaches_the_server_after_the_next_one_keeps_its_place(s
         page.goto(served)
         page.wait_for_selector("#rag-question textarea")
         page.route("**/run/predict", hold_the_follow_up)
-        box = page.locator("#rag-question textarea")
-        for question in questions:
-            box.fill(question)
-            box.press("Enter")
-            page.wait_for_function("() => document.querySelector('#rag-question textarea').value === ''")
+        _send_without_waiting(page, QUICK_QUESTIONS)
         page.wait_for_function(
             "q => [...document.querySelectorAll('#rag-chat [data-testid=\"user\"]')].some(m => m.innerText.includes(q))",
-            arg=questions[2],
+            arg=last,
             timeout=ANSWER_TIMEOUT_MS,
         )
         assert len(held) == 1, "the follow-up's request was never seen, so this test proved nothing"
         held[0].continue_()
-        answers = _final_answers(page, len(questions))
-        users = [page.locator('#rag-chat [data-testid="user"]').nth(i).inner_text().strip() for i in range(3)]
-        assert users == questions
-        assert "Schulenburg" in answers[0]
-        assert "Understood as: “What happened to Schulenburg later?”" in answers[1], answers[1]
-        assert "March" in answers[2] and "1918" in answers[2]
+        _assert_quick_questions_answered_in_order(page)
     finally:
         page.close()
 
