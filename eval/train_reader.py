@@ -682,7 +682,6 @@ def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_
                 f1s.append(0.0)
             continue
         probs = fusion.probabilities(item.features())
-        order = np.argsort(-probs, kind="stable")
         answered = answer_probability(item, fusion, abstention) >= abstention.threshold
         decisions.append((item.answerable, answered))
         chosen = cited(probs, ratio)
@@ -690,7 +689,7 @@ def figures(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, span_
             citations.append(len(chosen))
         if item.answerable:
             top3.append(answered and any(cands[i].positive for i in chosen))
-            best = order[0]
+            best = chosen[0]
             reading = item.readings[best]
             start, end = span_choice.choose(question.text, cands[best].text, reading) if span_choice else (reading.start, reading.end)
             text = cands[best].text[start:end]

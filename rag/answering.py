@@ -118,7 +118,8 @@ class Answerer:
         threshold = self.reader.abstention.threshold if min_confidence is None else min_confidence
         if confidence < threshold:
             return Answer(text=ABSTAIN_TEXT, grounded=False, query=question, confidence=confidence)
-        best = max(candidates, key=lambda c: c.probability)
+        chosen = [candidates[i] for i in cited(np.array([c.probability for c in candidates]))]
+        best = chosen[0]
         passage = best.hit.passage
         start, end = _trimmed(passage.text, *self.reader.span_choice.choose(question, passage.text, best.reading))
         direct = passage.text[start:end]
@@ -126,7 +127,7 @@ class Answerer:
         return Answer(
             text=_compose(said, passage, context),
             grounded=True,
-            citations=tuple(self._citations(best, context, candidates)),
+            citations=tuple(self._citations(chosen, context)),
             query=question,
             confidence=confidence,
             direct=direct,
@@ -195,14 +196,16 @@ class Answerer:
             self._offsets = {source: int(rows[0]) for source, rows in rows_by_source(self.index.passages).items()}
         return self._offsets
 
-    def _citations(self, best: Candidate, context: tuple[Passage, ...], candidates: list[Candidate]) -> list[Citation]:
+    def _citations(self, cited_candidates: list[Candidate], context: tuple[Passage, ...]) -> list[Citation]:
+        """The answer's sentence, the sentence its date was read with, then the other cited candidates."""
+        best = cited_candidates[0]
         chosen = [(best.hit.passage, best.probability)]
-        chosen += [(p, best.probability) for p in context if p.id != best.hit.passage.id]
-        for i in cited(np.array([c.probability for c in candidates]))[1:]:
+        chosen += [(p, best.probability) for p in context]
+        for candidate in cited_candidates[1:]:
             if len(chosen) >= MAX_CITATIONS:
                 break
-            if all(candidates[i].hit.passage.id != p.id for p, _ in chosen):
-                chosen.append((candidates[i].hit.passage, candidates[i].probability))
+            if all(candidate.hit.passage.id != p.id for p, _ in chosen):
+                chosen.append((candidate.hit.passage, candidate.probability))
         return [
             Citation(text=p.text, source=p.source, start=p.start, end=p.end, score=round(float(score), 4), location=p.location)
             for p, score in chosen
