@@ -203,6 +203,39 @@ def test_custom_document_declines_what_it_does_not_say(bridge, question):
     assert answer.citations == ()
 
 
+# A FAQ, as manuals are written: each question a line of its own, its answer in the sentence after.
+LANTERN_FAQ = (
+    "Lantern Festival: questions and answers\n\n"
+    "Why is the festival held in spring?\n"
+    "The first festival marked the end of the floods of 1893, which receded in April.\n\n"
+    "Can I bring my own lantern?\n"
+    "Paper lanterns are welcome, but candles must sit in glass holders.\n\n"
+    "Who organises the festival?\n"
+    "The Kestrel Rowing Club has run it every year since 1921.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "question, expected, evidence",
+    [
+        pytest.param("Who organises the lantern festival?", "Kestrel Rowing Club", "The Kestrel Rowing Club has run it",
+                     marks=pytest.mark.xfail(strict=True, reason="issue 13: the reader answers 'Who.' from the FAQ's "
+                                             "question line, which retrieval ranks first; it reads only its candidate "
+                                             "for the answer (see eval/questions/debian-manuals.jsonl)")),
+        ("Since when has the festival been run by the same organiser?", "1921", "every year since 1921"),
+    ],
+)
+def test_a_faq_answer_is_the_sentence_after_its_question_line(tmp_path, verbatim, question, expected, evidence):
+    # A question line repeats the question's words, so retrieval ranks it high; the answer is the
+    # sentence after it.
+    (tmp_path / "faq.txt").write_text(LANTERN_FAQ, encoding="utf-8")
+    answer = Assistant.build([tmp_path / "faq.txt"], index_dir=tmp_path / "index").ask(question)
+    assert answer.grounded
+    assert expected in answer.direct
+    assert evidence in answer.citations[0].text
+    verbatim(answer)
+
+
 def test_the_date_next_to_the_asked_event_is_chosen(tmp_path, verbatim):
     (tmp_path / "bridge.txt").write_text(
         "The Varnholt Bridge crosses the river Elsmere.\n\n"
