@@ -147,15 +147,13 @@ class Answerer:
         evidence = self.evidence(question)
         sentences, windows, coverage = [], [], []
         for hit in hits:
+            previous, following = self._beside(hit.passage)
             # Retrieval's evidence (its scores, the question's words it holds) stays the hit's;
             # what the reader reads may be the sentence after it.
-            sentence = self.sentence_to_read(hit.passage)
-            previous, following = (self._text_beside(hit.passage, step) for step in (-1, 1))
-            coverage.append(evidence.coverage(hit.passage.text, f"{previous} {following}"))
-            if sentence is not hit.passage:
-                previous, following = (self._text_beside(sentence, step) for step in (-1, 1))
+            coverage.append(evidence.coverage(hit.passage.text, f"{_text(previous)} {_text(following)}"))
+            sentence, previous, following = self.sentence_to_read(hit.passage, previous, following)
             sentences.append(sentence)
-            windows.append(reading.window(previous, sentence.text, following))
+            windows.append(reading.window(_text(previous), sentence.text, _text(following)))
         readings = self.reader.read(question, windows)
         features = reading.fusion_features(
             question, [s.text for s in sentences], readings, [h.dense_score for h in hits], [h.lexical_score for h in hits],
@@ -166,9 +164,11 @@ class Answerer:
         rows = zip(hits, sentences, readings, probabilities)
         return [Candidate(h, s, r, float(p)) for h, s, r, p in rows], confidence
 
-    def sentence_to_read(self, passage: Passage) -> Passage:
-        """The sentence the reader reads for a retrieved one: itself, or the next sentence of its
-        source when it asks a question.
+    def sentence_to_read(
+        self, passage: Passage, previous: Passage | None, following: Passage | None,
+    ) -> tuple[Passage, Passage | None, Passage | None]:
+        """The sentence the reader reads for a retrieved one, with its neighbours (`_beside`):
+        the retrieved sentence itself, or the next sentence of its source when it asks a question.
 
         A FAQ's question line, or a question in a text, repeats the words of the user's question,
         so retrieval ranks it high, but what answers it is what follows. The reader points only
@@ -186,15 +186,17 @@ class Answerer:
         that no stop ends lost as many of those questions as it won there: a bibliography entry
         ("@Misc{…author = {Kurt Hornik…}") ends without a stop too, and holds its answer.
         """
-        if not _ASKS.search(passage.text):
-            return passage
-        following = self._neighbours(passage, before=0, after=1)
-        return following[0] if following else passage
+        if following is None or not _ASKS.search(passage.text):
+            return passage, previous, following
+        # The question line is the sentence before the one read; only the one after it is new.
+        return following, passage, self._beside(following)[1]
 
-    def _text_beside(self, passage: Passage, step: int) -> str:
-        """The text of the previous (step -1) or next (step 1) sentence of the same source, or ""."""
-        around = self._neighbours(passage, before=max(0, -step), after=max(0, step))
-        return around[0].text if around else ""
+    def _beside(self, passage: Passage) -> tuple[Passage | None, Passage | None]:
+        """The previous and the next sentence of the same source (None at its start or end)."""
+        around = self._neighbours(passage, before=1, after=1)
+        previous = next((p for p in around if p.position < passage.position), None)
+        following = next((p for p in around if p.position > passage.position), None)
+        return previous, following
 
     def evidence(self, question: str) -> QuestionEvidence:
         """The question's words, weighed by how rare they are in the documents."""
@@ -265,6 +267,10 @@ def question_evidence(question: str, vocabulary: Vocabulary, idf: dict[str, floa
     total = sum(weights.values()) or 1.0
     unknown = sum(weight for w, weight in weights.items() if not found[w]) / total
     return QuestionEvidence(variants=variants, weights=weights, unknown_words=unknown)
+
+
+def _text(passage: Passage | None) -> str:
+    return passage.text if passage is not None else ""
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
