@@ -76,9 +76,9 @@ class QuestionEvidence:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A retrieved sentence, the reader's verdict on it and the fused probability that it answers."""
+    """The sentence read for a retrieved hit, the reader's verdict on it and the fused probability
+    that it answers (retrieval's scores went into that probability; nothing else reads the hit)."""
 
-    hit: Hit
     sentence: Passage  # what the reader read, and what an answer from it cites (`Answerer.sentence_to_read`)
     reading: reading.Reading
     probability: float
@@ -161,8 +161,7 @@ class Answerer:
         )
         probabilities = self.reader.fusion.probabilities(features)
         confidence = self.reader.abstention.confidence(features, self.reader.fusion)
-        rows = zip(hits, sentences, readings, probabilities)
-        return [Candidate(h, s, r, float(p)) for h, s, r, p in rows], confidence
+        return [Candidate(s, r, float(p)) for s, r, p in zip(sentences, readings, probabilities)], confidence
 
     def sentence_to_read(
         self, passage: Passage, previous: Passage | None, following: Passage | None,
