@@ -18,6 +18,7 @@ from . import reader as reading
 from .columns import rows_by_source
 from .extraction import find_dates, question_terms, resolve_date
 from .lexical import idf
+from .splitting import SENTENCE_CLOSERS
 from .store import IndexData
 
 if TYPE_CHECKING:  # a sharded index answers like one index: it has passages, bm25 and a vocabulary
@@ -42,8 +43,8 @@ EXTRA_CITATION_RATIO = 0.05
 YEAR_LOOKBACK = 12
 # Characters a span may start or end with that are not part of the answer.
 _SPAN_TRIM = " \t\n,.;:"
-# A sentence that asks: a question mark, then perhaps closing quotes or brackets, ends it.
-_ASKS = re.compile(r"\?[\"'”’»)\]]*\s*$")
+# A sentence that asks: a question mark, then perhaps the closers the splitter keeps with a sentence, ends it.
+_ASKS = re.compile(r"\?" + SENTENCE_CLOSERS + r"\s*$")
 
 ABSTAIN_TEXT = "The documents don't say. No passage in them answers this question."
 

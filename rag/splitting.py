@@ -18,10 +18,12 @@ from .types import Document, Passage
 # Paragraphs are separated by a blank line (possibly holding spaces).
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 
-# A sentence ends at . ! ? … (possibly repeated, possibly followed by closing quotes or
-# brackets) when whitespace and then something that can start a sentence follows.
+# Closing quotes or brackets that may follow a sentence's stop, and still belong to the sentence.
+SENTENCE_CLOSERS = r"""["'”’»)\]]*"""
+# A sentence ends at . ! ? … (possibly repeated, possibly followed by closers) when whitespace
+# and then something that can start a sentence follows.
 _SENTENCE_END = re.compile(
-    r"""[.!?…]+["'”’»)\]]*(?=\s+["'“‘«(\[]?[A-Z0-9А-ЯЁ])"""
+    r"[.!?…]+" + SENTENCE_CLOSERS + r"""(?=\s+["'“‘«(\[]?[A-Z0-9А-ЯЁ])"""
 )
 # Words whose trailing period does not end a sentence.
 _ABBREVIATIONS = {
