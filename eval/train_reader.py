@@ -589,8 +589,13 @@ def fit_abstention(items: list[Item], outside: list[Item], fusion: R.Fusion, see
     x = np.vstack([R.question_features(item.features(), fusion) for item in asked])
     y = np.array([item.answerable for item in asked])
     abstention = standardised_logistic(R.Abstention, x, y, seed)
+    return replace(abstention, threshold=answering_threshold(items, fusion, abstention, ANSWERED_SHARE))
+
+
+def answering_threshold(items: list[Item], fusion: R.Fusion, abstention: R.Abstention, share: float) -> float:
+    """The confidence threshold under which `share` of the items' answerable questions are answered."""
     answerable = sorted(answer_probability(item, fusion, abstention) for item in items if item.answerable)
-    return replace(abstention, threshold=answerable[int((1 - ANSWERED_SHARE) * len(answerable))])
+    return answerable[int((1 - share) * len(answerable))]
 
 
 def answer_probability(item: Item, fusion: R.Fusion, abstention: R.Abstention) -> float:
@@ -724,6 +729,58 @@ REFERENCE = (
 )
 
 
+# `--stage bounds`: the depths at which retrieval's ceiling is counted, and the shares of the fit
+# articles' answerable questions answered at which the abstention trade-off is read.
+CEILING_DEPTHS = (3, 8, 12, 16, 24)
+ANSWERED_SHARES = (0.95, 0.9, 0.85, 0.8)
+
+
+def bounds(questions: list[Question], split: dict, candidates: dict[str, list[Candidate]], work: Path) -> dict:
+    """What bounds the shipped reader's figures on the validation articles: how often the first k
+    sentences of today's hybrid search hold a gold answer at all (by its offsets), and what
+    abstention the shipped fusion and abstention model buy when only their threshold is moved."""
+    from rag import Assistant
+
+    from .internals import Answerer
+
+    assistant = Assistant.open(work / "index")
+    by_place = {(p.source, p.position): p for p in assistant.passages}
+    asked = [q for q in questions if split[q.title] == "validation" and q.answers]
+    vectors = assistant._embedder.encode([q.text for q in asked])  # as `mine` embeds them
+    found = dict.fromkeys(CEILING_DEPTHS, 0)
+    for question, vector in zip(asked, vectors):
+        hits = assistant._retriever.search(question.text, vector, k=max(CEILING_DEPTHS))
+        first = next((rank for rank, hit in enumerate(hits)
+                      if _candidate(hit.passage, by_place, question, rank, 0.0, 0.0).positive), None)
+        for depth in CEILING_DEPTHS:
+            found[depth] += first is not None and first < depth
+
+    shipped = R.shipped()
+    model = R.MODEL_DIR / "model.onnx"
+    read = cached_reader(onnx_reader(model), work / f"readings-{R.sha256(model)[:16]}.json")
+    answerer = Answerer(assistant._data)
+
+    def evidence(question: Question):
+        return answerer.evidence(question.text)
+
+    items = {part: read_all(read, [(q, candidates[q.id]) for q in questions if split[q.title] == part], evidence)
+             for part in ("fit", "validation")}
+    read.save()
+    trade_off = {}
+    for share in ANSWERED_SHARES:
+        threshold = answering_threshold(items["fit"], shipped.fusion, shipped.abstention, share)
+        result = figures(items["validation"], shipped.fusion, replace(shipped.abstention, threshold=threshold))
+        trade_off[str(share)] = {key: result[key] for key in
+                                 ("answer_in_top3_citations", "abstention_recall", "abstention_precision")}
+    mined = sum(any(c.positive and c.rank is not None for c in candidates[q.id]) for q in asked)
+    return {
+        "validation_answerable": len(asked),
+        "answer_in_mined_candidates": round(mined / len(asked), 4),  # the reader's candidates when mined
+        "answer_in_first_k_retrieved": {str(k): round(n / len(asked), 4) for k, n in found.items()},
+        "abstention_by_fit_share_answered": trade_off,
+    }
+
+
 def reference(read) -> list[dict]:
     cases = []
     for question, previous, sentence, following in REFERENCE:
@@ -743,8 +800,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=None, help="fit and report on N questions per part (a pilot)")
     parser.add_argument("--work", type=Path, default=WORK, help=f"intermediate files (default {WORK.relative_to(ROOT)})")
     parser.add_argument("--out", type=Path, default=R.MODEL_DIR, help="where the shipped model goes")
-    parser.add_argument("--stage", choices=("all", "mine", "fusion"), default="all",
-                        help="mine: candidates only; fusion: refit fusion on the existing checkpoint's ONNX")
+    parser.add_argument("--stage", choices=("all", "mine", "fusion", "bounds"), default="all",
+                        help="mine: candidates only; fusion: refit fusion on the existing checkpoint's ONNX; "
+                             "bounds: what limits the shipped reader (retrieval's ceiling, abstention trade-off)")
     args = parser.parse_args(argv)
     for path in (SQUAD_V1, SQUAD_V2):
         if not path.is_file():
@@ -756,6 +814,9 @@ def main(argv: list[str] | None = None) -> int:
     articles, questions, split = load(settings.seed, settings.fit_titles, settings.validation_titles)
     candidates = mine(articles, questions, work)
     if args.stage == "mine":
+        return 0
+    if args.stage == "bounds":
+        print(json.dumps(bounds(questions, split, candidates, work), indent=1))
         return 0
     by_part = {part: [(q, candidates[q.id]) for q in questions if split[q.title] == part] for part in ("train", "fit", "validation")}
     curve_set = random.Random(settings.seed).sample(by_part["validation"], settings.curve_questions)
