@@ -67,7 +67,8 @@ class CitationResult(TypedDict):
     end: int
     score: float
     location: str | None  # "p. 3", "§ Heading, ¶ 2", "line 15"
-    also_in: NotRequired[list[Any]]  # other places holding the same text, when the answer gives them
+    # Other places holding the same text, when the answer gives them; any shape `Citation.to_dict()` gives.
+    also_in: NotRequired[Any]
 
 
 class AskResult(TypedDict):
@@ -246,7 +247,9 @@ def _answer_text(question: str, answer: Answer) -> str:
     for number, citation in enumerate(citations, 1):
         lines.append(f"[{number}] {_where(citation)}: “{citation['text']}”")
         if citation.get("also_in"):
-            lines.append(f"    also in: {', '.join(map(_place, citation['also_in']))}")
+            places = citation["also_in"]
+            listed = map(_place, places) if isinstance(places, (list, tuple)) else [_place(places)]
+            lines.append(f"    also in: {', '.join(listed)}")
     return "\n".join(lines)
 
 
