@@ -70,6 +70,8 @@ _LAZY = {
     "Verified": "generation.verify",
     # Serving an index on Ray (the `cluster` extra; see rag.cluster).
     "serve_index": "cluster.serve",
+    # Serving an index to MCP clients over stdio (`rag mcp`; see rag.mcp_server).
+    "serve_mcp": "mcp_server",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
@@ -81,6 +83,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from .generation import Event, Generator, HttpGenerator, LlamaCppGenerator, make_generator, streaming
     from .generation.verify import Verified, verify
     from .indexing import BuildReport
+    from .mcp_server import serve_mcp
     from .remote import RemoteAssistant
     from .retrieval import Mode
 
@@ -101,5 +104,5 @@ __all__ = [
     "IndexNotFoundError", "IndexStaleError", "IndexedSource", "LlamaCppGenerator", "MAX_FILE_BYTES", "MAX_QUESTION_CHARS",
     "Mode", "OWN_TEXT_FORMATS", "Passage", "QuestionEncoding", "QuestionError", "RagError", "RemoteAssistant", "SAMPLE_DOCUMENT",
     "SUPPORTED_EXTENSIONS", "SentenceSupport", "Timings", "Turn", "Verified", "__version__", "clean_question",
-    "default_index_dir", "default_model", "make_generator", "read_document", "serve_index", "streaming", "verify",
+    "default_index_dir", "default_model", "make_generator", "read_document", "serve_index", "serve_mcp", "streaming", "verify",
 ]

@@ -151,6 +151,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.set_defaults(run=_run_serve)
 
+    mcp = commands.add_parser(
+        "mcp", help="serve the index to MCP clients (Claude Desktop, editors, agents) over stdin/stdout: "
+        "tools ask, search and sources",
+        description="Serve an index to a Model Context Protocol client over stdin/stdout (the protocol only; logs go "
+        "to stderr). The client starts it: give it the command `rag mcp --index DIR` (see docs/mcp.md).")
+    _index_option(mcp)
+    mcp.set_defaults(run=_run_mcp)
+
     bench = commands.add_parser("bench", help="measure speed and size as ratios against baselines")
     bench.add_argument("--out", default="eval/out/bench.json",
                        help="where to write the JSON results (--ray, --ann-sweep and --cold write "
@@ -458,6 +466,16 @@ def _run_serve(args) -> int:
     try:
         serve_index(str(index_dir), address=args.ray, replicas=args.replicas, host=args.host, port=args.port, ready=ready)
     except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _run_mcp(args) -> int:
+    from . import serve_mcp
+
+    try:
+        serve_mcp(lambda: _assistant(args))  # returns when the client closes stdin
+    except KeyboardInterrupt:  # the client, or Ctrl-C in a terminal, stopped it: nothing was written
         return 0
     return 0
 
