@@ -34,6 +34,10 @@ _INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")  # soft hyphen
 # sentence still matching more (one of few, common words: "Click OK.") is looked for among the
 # retrieved sentences only, so an answer never reads thousands of passages.
 MAX_PASSAGES_READ = 64
+# A sentence whose rarest term is in more passages than this is made of common words only: its
+# copies too are looked for among the retrieved sentences only, so that no answer sorts through
+# postings the size of a large index (a million passages; BM25's own work is bounded by the same).
+MAX_RAREST_POSTINGS = 10_000
 
 
 def sentence_key(text: str) -> str:
@@ -65,17 +69,20 @@ class Copies:
     def sources(self, passage: Passage) -> set[str]:
         """The sources holding `passage`'s sentence (its own included when the index holds it).
 
-        Empty when the sentence has no indexed term, or too many passages share all its terms
-        (MAX_PASSAGES_READ).
+        Empty when the sentence has no indexed term, or only common ones (MAX_RAREST_POSTINGS,
+        MAX_PASSAGES_READ).
         """
         words = sorted(set(terms(passage.text)), key=self._frequency)
-        rows: np.ndarray | None = None
-        for word in words:  # rarest first: the intersection shrinks fastest
-            found = self._postings(word)
-            rows = found if rows is None else np.intersect1d(rows, found, assume_unique=True)
+        if not words or self._frequency(words[0]) > MAX_RAREST_POSTINGS:
+            return set()
+        rows = self._postings(words[0])
+        for word in words[1:]:  # rarest first: the passages holding all of them shrink fastest
             if len(rows) <= MAX_PASSAGES_READ:
                 break
-        if rows is None or len(rows) > MAX_PASSAGES_READ:
+            found = self._postings(word)
+            at = np.minimum(np.searchsorted(found, rows), max(len(found) - 1, 0))
+            rows = rows[found[at] == rows] if len(found) else rows[:0]
+        if len(rows) > MAX_PASSAGES_READ:
             return set()
         key = sentence_key(passage.text)
         stored = self.index.passages
@@ -85,7 +92,8 @@ class Copies:
         return sum(bm25.df(word) for _, bm25 in self._parts)
 
     def _postings(self, word: str) -> np.ndarray:
-        """The global numbers of the passages holding `word`, increasing."""
+        """The global numbers of the passages holding `word`, increasing (a term's postings are
+        in passage order, and shards are numbered one after the other)."""
         found = []
         for first, bm25 in self._parts:
             column = bm25.vocab_dict.get(word)

@@ -196,3 +196,38 @@ def test_docstring_examples_hold():
 
     result = doctest.testmod(rag.copies)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_copies_found_in_the_index_are_those_a_full_comparison_finds_in_one_index_and_in_shards(manual, tmp_path):
+    import shutil
+
+    import rag.shards
+    import rag.store
+    from rag.copies import MAX_PASSAGES_READ, Copies
+    from rag.text import terms
+
+    sharded_dir = tmp_path / "sharded"
+    shutil.copytree(manual.index_dir, sharded_dir)
+    Assistant.build([Path(s) for s in manual.manifest["sources"]], index_dir=sharded_dir, shards=2)
+    indexes = [rag.store.load(manual.index_dir), rag.shards.load(sharded_dir)]
+    assert len(indexes[1].shards) == 2
+
+    passages = list(manual.passages)
+    holders: dict[str, set[str]] = {}
+    for passage in passages:
+        holders.setdefault(sentence_key(passage.text), set()).add(passage.source)
+    frequency: dict[str, int] = {}
+    for passage in passages:
+        for term in set(terms(passage.text)):
+            frequency[term] = frequency.get(term, 0) + 1
+    looked_up = 0
+    for index in indexes:
+        copies = Copies(index)
+        for passage in passages:
+            found, expected = copies.sources(passage), holders[sentence_key(passage.text)]
+            assert found <= expected, passage
+            if any(frequency[t] <= MAX_PASSAGES_READ for t in terms(passage.text)):
+                assert found == expected, passage
+                looked_up += 1
+    assert looked_up > len(passages)  # most sentences, in both indexes
+    assert sum(len(sources) == 3 for sources in holders.values()) > len(holders) / 2  # the copies are there to find
