@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class Candidate:
     probability: float
 
 
-def copies_together(candidates: list[Candidate], checkability) -> list[list[Candidate]]:
+def copies_together(candidates: list[Candidate], checkability: Callable[[str], int]) -> list[list[Candidate]]:
     """The candidates grouped by sentence (rag.copies.sentence_key: a sentence several files hold
     is one), in the order each sentence first comes; in each group the copy an answer cites first.
 

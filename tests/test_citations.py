@@ -231,3 +231,11 @@ def test_the_copies_found_in_the_index_are_those_a_full_comparison_finds_in_one_
                 looked_up += 1
     assert looked_up > len(passages)  # most sentences, in both indexes
     assert sum(len(sources) == 3 for sources in holders.values()) > len(holders) / 2  # the copies are there to find
+
+
+def test_a_language_model_is_shown_each_sentence_once(manual):
+    from rag.generation.prompt import excerpts_for
+
+    excerpts = excerpts_for(manual.ask(FLAGSHIP), manual.search(FLAGSHIP))
+    keys = [sentence_key(e.text) for e in excerpts]
+    assert len(excerpts) > 3 and len(keys) == len(set(keys)), [e.text for e in excerpts]
