@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from . import reader as reading
 from .columns import rows_by_source
+from .copies import Copies, sentence_key
 from .extraction import find_dates, question_terms, resolve_date
 from .lexical import idf
 from .splitting import SENTENCE_CLOSERS
@@ -38,6 +39,11 @@ MAX_CITATIONS = 3
 # questions with 3 citations; 0.05 finds 82.6% (one question of 718 fewer) with 2.1; 0.25 found
 # 81.2% with 1.5.
 EXTRA_CITATION_RATIO = 0.05
+# Which copy of a sentence several files hold is cited when the reader finds them equally likely
+# to answer: a file whose text is the file itself first (the offsets point into it: any editor
+# checks them), then a PDF (its printed page is where a person turns to), then HTML and Word
+# (a heading and a paragraph count). An unknown format comes last.
+CHECKABLE_FIRST = ("text", "markdown", "pdf", "html", "docx")
 # How many earlier sentences a relative date ("in March of the same year") may look back through
 # for its year: a paragraph or two of narrative.
 YEAR_LOOKBACK = 12
@@ -85,6 +91,21 @@ class Candidate:
     probability: float
 
 
+def copies_together(candidates: list[Candidate], checkability: Callable[[str], int]) -> list[list[Candidate]]:
+    """The candidates grouped by sentence (rag.copies.sentence_key: a sentence several files hold
+    is one), in the order each sentence first comes; in each group the copy an answer cites first.
+
+    That copy is the one with the highest fused probability: the reader's reading of it in its
+    own file is what the answer's span and confidence come from. Equal probabilities (the same
+    sentence with the same neighbours) go to the most checkable format (`checkability`: source →
+    rank, lower first; see CHECKABLE_FIRST), then to retrieval's order.
+    """
+    groups: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        groups.setdefault(sentence_key(candidate.sentence.text), []).append(candidate)
+    return [sorted(g, key=lambda c: (-c.probability, checkability(c.sentence.source))) for g in groups.values()]
+
+
 def cited(probabilities: np.ndarray, ratio: float = EXTRA_CITATION_RATIO) -> list[int]:
     """The candidates an answer cites, by fused probability: the best (the answer's sentence),
     then the next ones while they reach `ratio` of its probability, MAX_CITATIONS at most."""
@@ -101,6 +122,7 @@ class Answerer:
         self._reader = reader  # the shipped reader, loaded on first use
         self._idf = _inverse_document_frequencies(index)
         self._idf_median = float(np.median(list(self._idf.values()))) if self._idf else 1.0
+        self._copies = Copies(index)
 
     @property
     def reader(self) -> reading.Reader:
@@ -122,8 +144,10 @@ class Answerer:
         threshold = self.reader.abstention.threshold if min_confidence is None else min_confidence
         if confidence < threshold:
             return Answer(text=ABSTAIN_TEXT, grounded=False, query=question, confidence=confidence)
-        chosen = [candidates[i] for i in cited(np.array([c.probability for c in candidates]))]
-        best = chosen[0]
+        # Each sentence once, however many files hold it: copies free citation places for the next sentences.
+        sentences = copies_together(candidates, self._checkability)
+        chosen = [sentences[i] for i in cited(np.array([copies[0].probability for copies in sentences]))]
+        best = chosen[0][0]
         passage = best.sentence
         start, end = _trimmed(passage.text, *self.reader.span_choice.choose(question, passage.text, best.reading))
         direct = passage.text[start:end]
@@ -236,20 +260,39 @@ class Answerer:
             self._offsets = {source: int(rows[0]) for source, rows in rows_by_source(self.index.passages).items()}
         return self._offsets
 
-    def _citations(self, cited_candidates: list[Candidate], context: tuple[Passage, ...]) -> list[Citation]:
-        """The answer's sentence, the sentence its date was read with, then the other cited candidates."""
-        best = cited_candidates[0]
-        chosen = [(best.sentence, best.probability)]
-        chosen += [(p, best.probability) for p in context]
-        for candidate in cited_candidates[1:]:
-            if len(chosen) >= MAX_CITATIONS:
-                break
-            if all(candidate.sentence.id != p.id for p, _ in chosen):
-                chosen.append((candidate.sentence, candidate.probability))
-        return [
-            Citation(text=p.text, source=p.source, start=p.start, end=p.end, score=round(float(score), 4), location=p.location)
-            for p, score in chosen
-        ]
+    def _citations(self, cited_sentences: list[list[Candidate]], context: tuple[Passage, ...]) -> list[Citation]:
+        """The answer's sentence, the sentence its date was read with, then the other cited
+        sentences (each a group of copies, the one to cite first; `copies_together`); each cited
+        once, naming the other sources that hold it (among the candidates and in the whole index)."""
+        best = cited_sentences[0][0]
+        chosen: dict[str, tuple[Passage, float, set[str]]] = {}  # sentence key → (passage, score, sources)
+
+        def cite(passage: Passage, score: float, sources: set[str]) -> None:
+            key = sentence_key(passage.text)
+            if key in chosen:  # the same sentence again: only its sources are new
+                chosen[key][2].update(sources)
+            elif len(chosen) < MAX_CITATIONS:
+                chosen[key] = (passage, score, set(sources))
+
+        cite(best.sentence, best.probability, {c.sentence.source for c in cited_sentences[0]})
+        for passage in context:
+            cite(passage, best.probability, set())
+        for copies in cited_sentences[1:]:
+            cite(copies[0].sentence, copies[0].probability, {c.sentence.source for c in copies})
+        citations = []
+        for passage, score, sources in chosen.values():
+            others = (sources | self._copies.sources(passage)) - {passage.source}
+            citations.append(Citation(
+                text=passage.text, source=passage.source, start=passage.start, end=passage.end,
+                score=round(float(score), 4), location=passage.location,
+                also_in=tuple(sorted(others, key=lambda source: (self._checkability(source), source))),
+            ))
+        return citations
+
+    def _checkability(self, source: str) -> int:
+        """Where `source`'s format stands in CHECKABLE_FIRST (lower: cited first among copies)."""
+        kind = self.index.manifest.get("sources", {}).get(source, {}).get("format", "text")
+        return CHECKABLE_FIRST.index(kind) if kind in CHECKABLE_FIRST else len(CHECKABLE_FIRST)
 
 
 def question_evidence(question: str, vocabulary: Vocabulary, idf: dict[str, float], typical_idf: float) -> QuestionEvidence:

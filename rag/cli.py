@@ -325,6 +325,8 @@ def _print_answer(answer, *, full: bool = False, text: bool = True) -> None:
         text = citation.text if full or len(citation.text) <= 160 else citation.text[:157] + "…"
         where = f"{citation.location}, " if citation.location else ""
         print(f"  [{number}] {Path(citation.source).name}, {where}chars {citation.start}–{citation.end}: “{text}”")
+        if citation.also_in:  # the same sentence in other files (a document saved in several formats)
+            print(f"      also in: {', '.join(Path(source).name for source in citation.also_in)}")
 
 
 CHAT_HELP = "Ask a question. /new starts a new conversation, /sources shows the last citations in full, /quit leaves."

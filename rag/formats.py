@@ -130,8 +130,10 @@ def _clean(text: str) -> str:
 
 
 def docx(raw: bytes, *, name: str) -> Extracted:
-    """The paragraphs and table rows of a Word (.docx) file, in document order; headings
-    (styles "Title" and "Heading N") are marked "§ heading text".
+    """The paragraphs and table rows of a Word (.docx) file, in document order; headings are
+    marked "§ heading text". A heading is what Word itself takes for one (`_heading_styles`):
+    never a paragraph guessed from its place or its look, so a file written without heading
+    styles is located by paragraph number alone.
 
     Raises:
         DocumentError: the file is not a readable .docx file.
@@ -143,10 +145,7 @@ def docx(raw: bytes, *, name: str) -> Extracted:
         document = python_docx.Document(io.BytesIO(raw))
         # `paragraph.style` searches the style sheet on every call (2 s for 1,000 paragraphs);
         # the style ids are looked up in this table made once instead.
-        headings = {
-            style.style_id for style in document.styles
-            if style.name and (style.name == "Title" or style.name.startswith("Heading"))
-        }
+        headings = _heading_styles(document)
         blocks: list[tuple[str, bool]] = []  # (text, is heading)
         for item in document.iter_inner_content():
             if isinstance(item, Table):
@@ -154,7 +153,10 @@ def docx(raw: bytes, *, name: str) -> Extracted:
                     cells = [" ".join(cell.text.split()) for cell in row.cells]
                     blocks.append((" | ".join(_unique(c for c in cells if c)), False))
             else:
-                blocks.append((item.text, item._p.style in headings))  # _p.style: the paragraph's style id
+                # _p.style: the paragraph's style id (None: the document's default paragraph style)
+                level = _outline_level(item._p.pPr)
+                heading = headings.get(item._p.style, False) if level is None else level < _BODY_TEXT
+                blocks.append((item.text, heading))
     # As for PDFs: whatever a damaged file makes the parser raise refuses this file only.
     except Exception as error:  # noqa: BLE001
         raise DocumentError(f"{name}: not a readable Word (.docx) file ({type(error).__name__}: {error})") from None
@@ -170,6 +172,43 @@ def docx(raw: bytes, *, name: str) -> Extracted:
         if heading:
             builder.end_heading()
     return builder.result()
+
+
+# Word's outline levels: 0 to 8 are heading levels 1 to 9, 9 is body text.
+_BODY_TEXT = 9
+_HEADING_NAMES = frozenset({"Title", *(f"Heading {level}" for level in range(1, 10))})
+
+
+def _heading_styles(document) -> dict[str | None, bool]:
+    """Whether each paragraph style (by id; None: the default one) makes a heading: a built-in
+    "Title" or "Heading 1"-"Heading 9" (python-docx gives Word's built-in names in English
+    whatever the document's language), or an outline level 0-8, its own or inherited from the
+    style it is based on ("TOC Heading" is based on "Heading 1" but sets body text)."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    def outline_level(style, depth: int = 0) -> int | None:
+        level = _outline_level(style.element.pPr)
+        if level is None and style.base_style is not None and depth < 10:  # a loop of styles ends
+            return outline_level(style.base_style, depth + 1)
+        return level
+
+    headings: dict[str | None, bool] = {}
+    for style in document.styles:
+        if style.type == WD_STYLE_TYPE.PARAGRAPH:
+            level = outline_level(style)
+            headings[style.style_id] = level < _BODY_TEXT if level is not None else style.name in _HEADING_NAMES
+    default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    headings[None] = default is not None and headings.get(default.style_id, False)
+    return headings
+
+
+def _outline_level(properties) -> int | None:
+    """The outline level set in a paragraph's or style's properties (<w:pPr>), if any."""
+    from docx.oxml.ns import qn
+
+    found = properties.find(qn("w:outlineLvl")) if properties is not None else None
+    value = found.get(qn("w:val")) if found is not None else None
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _unique(cells):
@@ -270,6 +309,9 @@ _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 _SETEXT = re.compile(r"^ {0,3}(\S[^\n]*)\n {0,3}(=+|-+)[ \t]*$", re.M)
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1", re.M | re.S)
 _FRONT_MATTER = re.compile(r"\A---\n.*?^---[ \t]*$", re.M | re.S)  # YAML metadata at the top
+# Lines an underline never makes a heading (CommonMark): only a paragraph's line can be one, so
+# "- item" or "> quote" then "---" is a list or quote followed by a rule.
+_NOT_PARAGRAPH = re.compile(r"(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)|>|#{1,6}(?:[ \t]|$)")
 
 
 def markdown(text: str) -> Extracted:
@@ -283,6 +325,8 @@ def markdown(text: str) -> Extracted:
     for match in (*_ATX.finditer(text), *_SETEXT.finditer(text)):
         if any(start <= match.start() < end for start, end in fenced):
             continue  # a "# comment" in a code block, or "key: value\n---" in front matter, is no heading
+        if match.re is _SETEXT and _NOT_PARAGRAPH.match(match.group(1)):
+            continue
         title = match.group(2) if match.re is _ATX else match.group(1)
         marks.append((match.start(), _SECTION + " ".join(title.split())))
     return Extracted(text, tuple(sorted(marks)))

@@ -56,9 +56,16 @@ class Citation:
     end: int
     score: float
     location: str | None = None  # where a person finds it: "p. 3", "§ Heading, ¶ 2", "lines 4–6" (rag.locations)
+    # The other sources holding the same sentence (rag.copies.sentence_key), as `source` names
+    # them: a document saved as PDF and HTML is cited once, from one of them (rag.answering).
+    also_in: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # JSON gives a list (rag.remote reads citations back with Citation(**fields)): keep a tuple.
+        object.__setattr__(self, "also_in", tuple(self.also_in))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "also_in": list(self.also_in)}
 
 
 @dataclass(frozen=True)

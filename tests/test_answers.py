@@ -76,7 +76,7 @@ def test_answer_json_shape(sample):
     assert set(data) >= {"answer", "grounded", "citations", "query", "confidence", "direct", "direct_start", "direct_end"}
     assert data["direct"] == "March of the same year"  # verbatim; the text resolves it to "March 1918"
     assert data["citations"] and all(
-        set(c) == {"text", "source", "start", "end", "score", "location"} for c in data["citations"]
+        set(c) == {"text", "source", "start", "end", "score", "location", "also_in"} for c in data["citations"]
     )
 
 

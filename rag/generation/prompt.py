@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..copies import sentence_key
 from ..types import Answer, Citation, Hit
 
 # Excerpts shown to the model: the extractive answer's citations (at most 3) and the best other
@@ -49,14 +50,16 @@ def excerpts_for(answer: Answer, hits: Sequence[Hit], *, limit: int = MAX_EXCERP
     generated answer cites is a valid citation as it is.
     """
     excerpts = list(answer.citations[:limit])
-    seen = {(c.source, c.start, c.end) for c in excerpts}
+    # Each sentence once, as the answer cites it: a copy from another file (a document saved in
+    # several formats) would let the written answer cite one sentence twice.
+    seen = {sentence_key(c.text) for c in excerpts}
     for hit in hits:
         if len(excerpts) >= limit:
             break
         passage = hit.passage
-        if (passage.source, passage.start, passage.end) in seen:
+        if sentence_key(passage.text) in seen:
             continue
-        seen.add((passage.source, passage.start, passage.end))
+        seen.add(sentence_key(passage.text))
         excerpts.append(
             Citation(
                 text=passage.text,
