@@ -24,10 +24,10 @@ from conftest import BRIDGE_TEXT, serve_app
 from fpdf import FPDF
 from PIL import Image
 from test_formats import latin_1, sample_paragraphs, write_pdf
+from test_ui import ANSWER_TIMEOUT_MS, FLAGSHIP, _ask_in_page
 
 from rag import Answer, Assistant, Citation, IndexStaleError, NotPdfError, RagError
 
-FLAGSHIP = "When was the Brest peace treaty signed?"
 FERRY = "When did the Fenwick ferry begin its crossings?"
 FERRY_SENTENCE = "The Fenwick ferry began its crossings in 1868 and carried twelve passengers at a time."
 # A made-up page in sections: the ferry's sentence is in "The ferry", between two others.
@@ -45,8 +45,6 @@ The deckhands painted "&lt;script&gt;alert(1)&lt;/script&gt;" on the hull.</p>
 </body></html>
 """.replace("FERRY_SENTENCE", FERRY_SENTENCE)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Generous: the first question loads the model's query path on a busy 2-core machine.
-TIMEOUT_MS = 60_000
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
@@ -319,12 +317,6 @@ def test_the_abstention_message_has_no_character_the_page_font_cannot_draw(libra
 # -- in the browser -----------------------------------------------------------------------------
 
 
-def _ask(page, question: str, answers_before: int) -> str:
-    from test_ui import _ask_in_page
-
-    return _ask_in_page(page, question, answers_before)
-
-
 def _open_source(page, number: int) -> None:
     """Click the sources panel's "Show in the document" of citation `number`."""
     page.locator(f"#src-{number} .rag-open").click()
@@ -338,14 +330,13 @@ def test_the_chat_opens_a_pdf_citation_on_its_page_and_an_html_one_in_its_sectio
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     try:
         page.goto(url)
-        page.wait_for_selector("#rag-question textarea")
-        answer = _ask(page, FLAGSHIP, 0)
+        answer = _ask_in_page(page, FLAGSHIP, 0)  # (it waits for the question box)
         assert "March 1918" in answer
         first = library.ask(FLAGSHIP).citations[0]
-        page.locator("#src-1 .rag-open").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#src-1 .rag-open").wait_for(timeout=ANSWER_TIMEOUT_MS)
         _open_source(page, 1)
         picture = page.locator("#rag-viewer img.rag-page")
-        picture.wait_for(timeout=TIMEOUT_MS)
+        picture.wait_for(timeout=ANSWER_TIMEOUT_MS)
         title = page.locator("#rag-viewer .rag-viewer-title").inner_text()
         assert "brest.pdf" in title and first.location and first.location in title  # the printed page label
         assert page.evaluate("() => document.querySelector('#rag-viewer img.rag-page').naturalWidth") > 500  # drawn
@@ -356,12 +347,12 @@ def test_the_chat_opens_a_pdf_citation_on_its_page_and_an_html_one_in_its_sectio
         assert highlighted(image).sum() > 2_000  # the sentence's lines, highlighted
         page.screenshot(path=str(ARTIFACTS / "viewer-pdf.png"), full_page=True)
 
-        answer = _ask(page, FERRY, 1)
+        answer = _ask_in_page(page, FERRY, 1)
         assert "1868" in answer
         expect(page.locator("#rag-viewer img.rag-page")).to_have_count(0)  # new sources close the viewer
         _open_source(page, 1)
         mark = page.locator("#rag-viewer mark")
-        mark.wait_for(timeout=TIMEOUT_MS)
+        mark.wait_for(timeout=ANSWER_TIMEOUT_MS)
         assert mark.inner_text() == FERRY_SENTENCE
         assert page.locator("#rag-viewer .rag-heading").inner_text() == "The ferry"
         assert "fish market" not in page.locator("#rag-viewer").inner_text()
@@ -378,11 +369,11 @@ def test_the_chat_opens_a_pdf_citation_on_its_page_and_an_html_one_in_its_sectio
             }"""
         )
         page.locator("#forged").click()
-        page.locator("#rag-viewer").filter(has_text="replaced by a newer answer").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#rag-viewer").filter(has_text="replaced by a newer answer").wait_for(timeout=ANSWER_TIMEOUT_MS)
         assert "root:" not in page.locator("#rag-viewer").inner_text()
 
         # The abstention's badge is a "?" the page draws, not an emoji shown as an empty box.
-        abstained = _ask(page, "What is the boiling point of mercury?", 2)
+        abstained = _ask_in_page(page, "What is the boiling point of mercury?", 2)
         assert abstained.strip().startswith("?") and "The documents don't say" in abstained
         badge = page.locator('#rag-chat [data-testid="bot"] .rag-abstain')
         assert badge.inner_text() == "?" and badge.evaluate("e => getComputedStyle(e).borderRadius") == "50%"
