@@ -345,7 +345,16 @@ def test_the_chat_opens_a_pdf_citation_on_its_page_and_an_html_one_in_its_sectio
         assert source.startswith("data:image/png;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
         assert highlighted(image).sum() > 2_000  # the sentence's lines, highlighted
+        expect(page.locator("#rag-viewer .rag-page-spot")).to_be_in_viewport()  # scrolled to the highlight
         page.screenshot(path=str(ARTIFACTS / "viewer-pdf.png"), full_page=True)
+        # The last citation (another sentence, so another picture) is scrolled to as well.
+        last = page.locator("#rag-sources .rag-open").count()
+        assert last > 1
+        _open_source(page, last)
+        page.wait_for_function(
+            "before => document.querySelector('#rag-viewer img.rag-page')?.src !== before", arg=source, timeout=ANSWER_TIMEOUT_MS
+        )
+        expect(page.locator("#rag-viewer .rag-page-spot")).to_be_in_viewport()
 
         answer = _ask_in_page(page, FERRY, 1)
         assert "1868" in answer
