@@ -6,8 +6,8 @@ PDFium's characters. So the cited text is found again on its page: both are comp
 characters without whitespace and hyphens, each compatibility-normalised (NFKC: "ﬁ" is "fi"),
 every such character remembering the PDFium character it came from. The page is the one the
 citation's location names ("p. 21 (PDF page 24)"); a sentence that runs on to the next page is
-highlighted as far as it goes on its first (what the next page does not hold). Each matched character's box is then filled, line by
-line, on the page rendered at RENDER_SCALE.
+highlighted as far as it goes on its first (what the next page does not hold). Each matched
+character's box is then filled, line by line, on the page rendered at RENDER_SCALE.
 
 Pages are rendered on demand and the last CACHED_PAGES kept (keyed by the file's SHA-256, so an
 edited file is never shown from the cache); a document's other pages are never rendered.
@@ -30,9 +30,9 @@ from .formats import _PDFIUM  # PDFium is not thread-safe: the lock every use of
 if TYPE_CHECKING:
     from PIL import Image
 
-# Pixels per PDF point (72 per inch): 108 dpi. An A4 page is 893 × 1263 pixels, sharp when the
-# viewer shows it at the sources column's ~500 pixels (a high-density screen uses them all), and
-# its PNG ~100-200 KB. Twice that is four times the pixels for no visible gain at that width.
+# Pixels per PDF point (72 per inch): 108 dpi. An A4 page is 893 × 1263 pixels, sharp where the
+# chat's viewer shows it ~740 pixels wide (a high-density screen uses them all), its PNG ~70 KB.
+# Twice that is four times the pixels for no visible gain at that width.
 RENDER_SCALE = 1.5
 # Rendered pages kept: a person goes back and forth between the few pages an answer cites. Each is
 # ~3.4 MB in memory (an A4 page at RENDER_SCALE, RGB), so eight are ~27 MB.
@@ -42,7 +42,7 @@ CACHED_PAGES = 8
 HIGHLIGHT = (255, 205, 60)
 # A page is text in greys and the highlight's shades: a palette of 256 colours (PIL's fast octree)
 # looks the same as full colour in a quarter of the bytes and half the time (a page of the sample
-# as a PDF: 265 KB in RGB, 70 KB). A photograph on the page is dithered to it.
+# as a PDF: 265 KB in RGB, 70 KB). A photograph on the page keeps its 256 most telling colours.
 PALETTE_COLOURS = 256
 # The PNG text chunk holding the highlighted region's box (see Assistant.page_image).
 HIGHLIGHT_KEY = "highlight"
@@ -122,7 +122,7 @@ def highlighted_page(path: Path, sha256: str, cited: str, *, before: str = "", l
 
 def _find(document, cited: str, before: str, hinted: int | None) -> Found | None:
     """The page holding `cited` and its characters there: the hinted page when it holds the text,
-    or its start with the rest opening the next page; else the first page holding it whole. The
+    or its start with the rest on the next page; else the first page holding it whole. The
     hinted page with no characters when the text is on no page; None without a hinted page."""
     count = len(document)
     first = hinted - 1 if hinted is not None and 0 < hinted <= count else None
