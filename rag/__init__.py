@@ -101,6 +101,7 @@ __all__ = [
     "FORMATS", "FORMAT_NAMES", "Generator", "Hit", "HttpGenerator", "IndexCorruptError", "IndexLockedError",
     "IndexNotFoundError", "IndexStaleError", "IndexedSource", "LlamaCppGenerator", "MAX_FILE_BYTES", "MAX_QUESTION_CHARS",
     "Mode", "NotPdfError", "OWN_TEXT_FORMATS", "Passage", "QuestionEncoding", "QuestionError", "RagError", "RemoteAssistant",
-    "SAMPLE_DOCUMENT", "SUPPORTED_EXTENSIONS", "SentenceSupport", "Timings", "Turn", "Verified", "__version__", "clean_question",
+    "SAMPLE_DOCUMENT",
+    "SUPPORTED_EXTENSIONS", "SentenceSupport", "Timings", "Turn", "Verified", "__version__", "clean_question",
     "default_index_dir", "default_model", "make_generator", "read_document", "serve_index", "streaming", "verify",
 ]
