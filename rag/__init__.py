@@ -22,6 +22,7 @@ from .errors import (
     IndexLockedError,
     IndexNotFoundError,
     IndexStaleError,
+    NotPdfError,
     QuestionError,
     RagError,
 )
@@ -102,7 +103,8 @@ __all__ = [
     "DEFAULT_MODEL", "Document", "DocumentError", "ENV_INDEX_DIR", "ENV_MODEL", "ENV_PAUSE_EMBEDDING", "Embedder", "Event",
     "FORMATS", "FORMAT_NAMES", "Generator", "Hit", "HttpGenerator", "IndexCorruptError", "IndexLockedError",
     "IndexNotFoundError", "IndexStaleError", "IndexedSource", "LlamaCppGenerator", "MAX_FILE_BYTES", "MAX_QUESTION_CHARS",
-    "Mode", "OWN_TEXT_FORMATS", "Passage", "QuestionEncoding", "QuestionError", "RagError", "RemoteAssistant", "SAMPLE_DOCUMENT",
+    "Mode", "NotPdfError", "OWN_TEXT_FORMATS", "Passage", "QuestionEncoding", "QuestionError", "RagError", "RemoteAssistant",
+    "SAMPLE_DOCUMENT",
     "SUPPORTED_EXTENSIONS", "SentenceSupport", "Timings", "Turn", "Verified", "__version__", "clean_question",
     "default_index_dir", "default_model", "make_generator", "read_document", "serve_index", "serve_mcp", "streaming", "verify",
 ]

@@ -15,7 +15,7 @@ from .answering import CANDIDATES, Answerer
 from .conversation import Conversation
 from .documents import collect, walk
 from .embedding import Embedder, Progress, QuestionEncoding
-from .errors import DocumentError, IndexStaleError
+from .errors import DocumentError, IndexStaleError, NotPdfError
 from .indexing import BuildReport, UpdatePlan, previous_index, update
 from .questions import clean_question
 from .retrieval import MODES, Mode, Retriever
@@ -28,7 +28,7 @@ from .settings import (
     default_model,
 )
 from .text import TOKENIZER_VERSION
-from .types import Answer, Hit, IndexedSource, Passage, Timings
+from .types import Answer, Citation, Hit, IndexedSource, Passage, Timings
 from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
@@ -374,6 +374,36 @@ class Assistant:
                 return handle.read()
         except (OSError, UnicodeDecodeError, LookupError):
             return None
+
+    def page_image(self, citation: Citation) -> bytes:
+        """A PNG of the PDF page `citation` is on, its characters highlighted (the UI's viewer).
+
+        The citation's offsets refer to the PDF's cleaned text (`source_text`), so the cited text
+        is found again on the page its location names (see rag.pages); the page is rendered when
+        first asked for and the last few are cached. The printed page label is the citation's
+        location ("p. 21 (PDF page 24)"). The PNG's text chunk "highlight" holds the box around the
+        highlight, "left,top,right,bottom" in pixels, for a viewer to scroll to (absent when the
+        cited text could not be found on the page, which is then shown without a highlight).
+
+        Raises:
+            KeyError: the citation's source is not indexed here.
+            NotPdfError: its source is not a PDF (its text is `source_text(citation.source)`).
+            IndexStaleError: the PDF is gone, or changed since it was indexed.
+            DocumentError: the cited text is on none of the PDF's pages.
+        """
+        from . import pages  # lazy: PIL and PDFium are loaded only when a page is shown
+
+        record = self._data.sources.get(citation.source)
+        if record is None:
+            raise KeyError(f"{citation.source} is not indexed in {self.index_dir}")
+        name = Path(citation.source).name
+        if record.format != "pdf":
+            raise NotPdfError(f"{name} is not a PDF (it was read as {record.format}); only a PDF citation has a page to show")
+        text = self.source_text(citation.source) or ""
+        before = text[max(0, citation.start - pages.CONTEXT_CHARS) : citation.start]
+        if text[citation.start : citation.end] != citation.text:
+            before = ""  # a citation from elsewhere: its text alone says where it is
+        return pages.highlighted_page(Path(citation.source), record.sha256, citation.text, before=before, location=citation.location)
 
     @property
     def manifest(self) -> dict:

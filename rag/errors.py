@@ -36,3 +36,7 @@ class ConfigError(RagError):
 
 class ClusterError(RagError):
     """A Ray cluster could not be reached, or work on it failed (the previous index is kept)."""
+
+
+class NotPdfError(RagError):
+    """A page image was asked of a citation whose source is not a PDF (it has no pages to show)."""

@@ -1,15 +1,21 @@
-"""The Gradio app: a chat whose answers cite numbered sources, a sources panel, uploads, and /ask.
+"""The Gradio app: a chat whose answers cite numbered sources, a sources panel, a viewer that opens
+a cited source at its place (a PDF's page with the sentence highlighted, another document's
+section with the sentence marked), uploads, and /ask.
 
 Every piece of document text shown in the page goes through `html.escape` first: a document is
-data, and a `<script>` or `<img onerror=...>` inside one must appear as text, never run.
+data, and a `<script>` or `<img onerror=...>` inside one must appear as text, never run. The
+viewer is asked for a citation by its number in the sources panel a session was shown: no path
+from the browser reaches the file system.
 
 Only the public `rag` API is used: what `rag/__init__.py` exports (`Assistant`, `Answer`,
 `read_document`, the errors, ...), never a module inside the package.
 """
 from __future__ import annotations
 
+import base64
 import bisect
 import html
+import io
 import math
 import os
 import queue
@@ -19,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -27,11 +33,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 
-from rag import SUPPORTED_EXTENSIONS, Answer, Assistant, Conversation, DocumentError, RagError, read_document  # noqa: E402
+from rag import (  # noqa: E402
+    SUPPORTED_EXTENSIONS,
+    Answer,
+    Assistant,
+    Citation,
+    Conversation,
+    DocumentError,
+    RagError,
+    read_document,
+)
 
 # Characters of surrounding text shown on each side of a cited sentence in the sources panel:
 # enough for the sentence before and after, which is where "the same year" gets its year.
 CONTEXT_CHARS = 300
+# Lines shown on each side of a plain-text citation in the viewer: a screenful around it.
+VIEWER_LINES = 12
+# The most characters of a section the viewer shows: a section longer than this (a Markdown file
+# without headings, a long chapter) is cut around the citation, at line ends.
+VIEWER_CHARS = 6000
+# Formats whose sections run from one heading to the next (their marks are headings).
+HEADED_FORMATS = frozenset({"markdown", "html", "docx"})
 # Largest accepted upload. Plain-text documents are rarely bigger; a larger file is more likely
 # a mistake (a dump, a binary) and would block the index for minutes on a laptop CPU.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -128,7 +150,9 @@ def render_answer(question: str, answer: Answer) -> str:
             if answer.sentences:  # a model wrote, but nothing it wrote was supported
                 body += "\n\n<small>The written answer was not supported by its excerpts; this is the extractive answer.</small>"
     else:
-        body = f"> 🤷 *{_text(answer.text)}*"
+        # A question-mark badge drawn by CSS (APP_CSS): a "?" every font has, where an emoji
+        # showed as an empty box in a page whose fonts have no emoji.
+        body = f'> <span class="rag-abstain" aria-hidden="true">?</span> *{_text(answer.text)}*'
     if answer.query and answer.query.strip() != question.strip():
         body += f"\n\n<small>Understood as: “{_text(answer.query)}”</small>"
     return body
@@ -142,9 +166,11 @@ def stream_steps(text: str, steps: int = STREAM_STEPS) -> list[str]:
     return [" ".join(words[:end]) for end in range(size, len(words), size)] + [text]
 
 
-def render_sources(answer: Answer | None, assistant: Assistant | None = None) -> str:
-    """The sources panel: for each citation, the file, its page or section, offsets, score and the cited sentence
-    highlighted in its surrounding text. Everything from a document is escaped."""
+def render_sources(answer: Answer | None, assistant: Assistant | None = None, *, panel: int | None = None) -> str:
+    """The sources panel: for each citation, the file, its page or section, offsets, score, the cited sentence
+    highlighted in its surrounding text, the other files holding the same sentence, and (given the
+    `panel` number its session knows it by) a button that opens it in the viewer. Everything from a
+    document is escaped."""
     if answer is None or not answer.citations:
         note = "No sources yet: ask a question." if answer is None else "No sources: the documents don't answer this."
         return f'<div class="rag-sources"><p><em>{html.escape(note)}</em></p></div>'
@@ -162,11 +188,20 @@ def render_sources(answer: Answer | None, assistant: Assistant | None = None) ->
         excerpt = (
             f"{lead}{html.escape(before)}<mark>{html.escape(citation.text)}</mark>{html.escape(after)}{tail}"
         )
+        # Another engineer's `Citation.also_in` (the other files holding this very sentence); absent before it lands.
+        also_in = getattr(citation, "also_in", ())
+        also = (
+            f'<div class="rag-also">also in: {html.escape(", ".join(Path(path).name for path in also_in))}</div>' if also_in else ""
+        )
+        opener = (
+            f'<button type="button" class="rag-open" data-rag-open="{panel}:{number}">Show in the document</button>'
+            if panel is not None else ""
+        )
         items.append(
             f'<li class="rag-source" id="src-{number}"><div><strong>[{number}] {html.escape(Path(citation.source).name)}</strong>'
             f"{' · ' + html.escape(citation.location) if citation.location else ''}"
             f" · chars {citation.start}–{citation.end} · score {citation.score:.3f}</div>"
-            f'<blockquote style="white-space: pre-wrap; margin: 0.3em 0 0.8em 0;">{excerpt}</blockquote></li>'
+            f'<blockquote style="white-space: pre-wrap; margin: 0.3em 0 0.3em 0;">{excerpt}</blockquote>{also}{opener}</li>'
         )
     return f'<div class="rag-sources"><ol>{"".join(items)}</ol></div>'
 
@@ -214,6 +249,128 @@ def render_status(assistant: Assistant) -> str:
         f"Index: **{status['documents']}** document(s) · **{status['passages']}** passages · "
         f"model `{html.escape(Path(str(status['model'])).name)}` · updated {html.escape(str(status['updated_at']))}{stale}"
     )
+
+
+# -- the viewer ---------------------------------------------------------------------------------
+
+VIEWER_HINT = '<div class="rag-viewer"><p><em>Click “Show in the document” under a source to see it in its document.</em></p></div>'
+
+
+def render_viewer(citation: Citation | None, assistant: Assistant | None) -> str:
+    """The viewer: the citation's source opened at its place. A PDF's page as a picture with the
+    cited characters highlighted and the page's printed label; another document's section (the
+    lines around it, for plain text) with the cited sentence marked. Everything from a document is
+    escaped; the file read is the index's own source, never a path the page sent."""
+    if citation is None or assistant is None:
+        return VIEWER_HINT
+    name = Path(citation.source).name
+    title = f"<strong>{html.escape(name)}</strong>{' · ' + html.escape(citation.location) if citation.location else ''}"
+    indexed = {source.path: source.format for source in assistant.sources}
+    if citation.source not in indexed:  # an upload replaced the index since this answer
+        body = '<p class="rag-viewer-note">This document is no longer in the index.</p>'
+    elif indexed[citation.source] == "pdf":
+        try:
+            picture = assistant.page_image(citation)
+        except RagError as error:  # the PDF is gone or changed: its indexed text still shows the place
+            body = f'<p class="rag-viewer-note">The page cannot be shown: {html.escape(str(error))}</p>'
+            body += _section(citation, assistant, "text")
+        else:
+            alt = f"{name}, {citation.location or 'its page'}, the cited sentence highlighted"
+            body = (
+                f'<div class="rag-page-frame"><div class="rag-page-sheet"><img class="rag-page" alt="{html.escape(alt)}" '
+                f'src="data:image/png;base64,{base64.b64encode(picture).decode("ascii")}">{_highlight_spot(picture)}</div></div>'
+            )
+    else:
+        body = _section(citation, assistant, indexed[citation.source])
+    return f'<div class="rag-viewer" data-rag-opened="1"><div class="rag-viewer-title">{title}</div>{body}</div>'
+
+
+def _highlight_spot(png: bytes) -> str:
+    """An empty element over a page image's highlight (its box is in the PNG's "highlight" text
+    chunk, see `Assistant.page_image`), which the viewer scrolls into view; "" without one."""
+    from PIL import Image  # gradio's own dependency
+
+    with Image.open(io.BytesIO(png)) as image:
+        box = getattr(image, "text", {}).get("highlight", "")
+        height = image.height
+    parts = box.split(",")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts) or not height:
+        return ""
+    top, bottom = int(parts[1]) / height * 100, int(parts[3]) / height * 100
+    return f'<div class="rag-page-spot" style="top: {top:.2f}%; height: {bottom - top:.2f}%;"></div>'
+
+
+@dataclass(frozen=True)
+class Section:
+    """The part of a document's text the viewer shows around a citation."""
+
+    start: int
+    end: int
+    headed: bool  # it starts with its heading's line
+    cut_before: bool  # text before `start` belongs with it, left out for length: shown as "…"
+    cut_after: bool
+
+
+def _section(citation: Citation, assistant: Assistant, file_format: str) -> str:
+    """The citation's section (its heading to the next), or the lines around it, the cited sentence marked."""
+    text = _source_text(assistant, citation.source)
+    if text is None or text[citation.start : citation.end] != citation.text:
+        note = "The document changed since it was indexed; the cited text:"
+        return f'<p class="rag-viewer-note">{note}</p><div class="rag-section"><mark>{html.escape(citation.text)}</mark></div>'
+    section = _section_around(citation, text, file_format)
+    start, heading = section.start, ""
+    heading_end = text.find("\n", start, citation.start) if section.headed else -1
+    if heading_end != -1:  # the section opens with its heading's line
+        heading, start = f'<div class="rag-heading">{html.escape(text[start:heading_end].strip())}</div>', heading_end
+    before, after = text[start : citation.start].lstrip("\n"), text[citation.end : section.end].rstrip()
+    shown = (
+        f"{'…' if section.cut_before else ''}{html.escape(before)}<mark>{html.escape(citation.text)}</mark>"
+        f"{html.escape(after)}{'…' if section.cut_after else ''}"
+    )
+    return f'{heading}<div class="rag-section">{shown}</div>'
+
+
+def _section_around(citation: Citation, text: str, file_format: str) -> Section:
+    """The citation's section in `text`: between the headings around it (read again from the
+    indexed file: the index keeps its text, not its headings' places), else VIEWER_LINES lines on
+    each side; at most VIEWER_CHARS around the citation, cut at line ends where there are any."""
+    start, end = _lines_around(text, citation.start, citation.end, VIEWER_LINES)
+    section = Section(start, end, headed=False, cut_before=start > 0, cut_after=end < len(text))
+    if file_format in HEADED_FORMATS:
+        try:
+            document = read_document(Path(citation.source), file_format=file_format)
+        except DocumentError:
+            document = None
+        if document is not None and document.text == text:  # the file is as it was indexed
+            offsets = [offset for offset, _ in document.marks]
+            index = bisect.bisect_right(offsets, citation.start) - 1
+            start = offsets[index] if index >= 0 else 0
+            end = offsets[index + 1] if index + 1 < len(offsets) else len(text)
+            section = Section(start, end, headed=index >= 0, cut_before=False, cut_after=False)
+    room = max(0, VIEWER_CHARS - (citation.end - citation.start)) // 2
+    if section.end - section.start > VIEWER_CHARS and citation.start - room > section.start:
+        start = citation.start - room
+        line = text.find("\n", start, citation.start)
+        section = replace(section, start=line + 1 if line != -1 else start, headed=False, cut_before=True)
+    if section.end - section.start > VIEWER_CHARS and citation.end + room < section.end:
+        end = citation.end + room
+        line = text.rfind("\n", citation.end, end)
+        section = replace(section, end=line if line != -1 else end, cut_after=True)
+    return section
+
+
+def _lines_around(text: str, start: int, end: int, lines: int) -> tuple[int, int]:
+    """[start, end) widened to whole lines, and `lines` more lines on each side."""
+    for extra in range(lines + 1):
+        if start == 0:
+            break
+        start = text.rfind("\n", 0, start - 1 if extra else start) + 1
+    for extra in range(lines + 1):
+        found = text.find("\n", end + 1 if extra else end)
+        if found == -1:
+            return start, len(text)
+        end = found
+    return start, end
 
 
 # -- uploads ------------------------------------------------------------------------------------
@@ -310,6 +467,15 @@ class Turn:
     reply: str
 
 
+@dataclass(frozen=True)
+class ShownSources:
+    """The answer whose sources a session's panel shows, under the number that panel was given."""
+
+    panel: int  # unique in its session: a click from a panel since replaced names an old number
+    answer: Answer
+    assistant: Assistant  # the one that answered: its index holds the cited sources
+
+
 class ChatSession:
     """One browser session's chat: its turns, the questions waiting their turn, its conversation.
 
@@ -331,6 +497,8 @@ class ChatSession:
         self.epoch = 0
         self.conversation: Conversation | None = None
         self.assistant: Assistant | None = None  # the assistant `conversation` asks (uploads replace it)
+        self.shown: ShownSources | None = None  # what the sources panel shows, for the viewer
+        self.panels = 0  # sources panels shown so far
         # Guards the fields above; never held while answering. A worker waiting for a question
         # that was sent earlier but has not arrived is woken when it does.
         self.lock = threading.Condition()
@@ -377,6 +545,25 @@ class ChatSession:
             self.answering = False
             return None
 
+    def show(self, answer: Answer, assistant: Assistant) -> int:
+        """Remember `answer` as the one the sources panel shows; the number that panel is given."""
+        with self.lock:
+            self.panels += 1
+            self.shown = ShownSources(self.panels, answer, assistant)
+            return self.panels
+
+    def shown_citation(self, request: str) -> tuple[Citation, Assistant] | None:
+        """The citation a viewer request ("PANEL:NUMBER", from a panel's button) names, and the
+        assistant that cited it; None unless it names a citation of the panel shown now."""
+        panel, _, number = (request or "").partition(":")
+        with self.lock:
+            shown = self.shown
+        if shown is None or not (panel.isdigit() and number.isdigit()) or int(panel) != shown.panel:
+            return None
+        if not 1 <= int(number) <= len(shown.answer.citations):
+            return None
+        return shown.answer.citations[int(number) - 1], shown.assistant
+
     def set_reply(self, epoch: int, turn: Turn, content: str) -> bool:
         """Replace a reply's text; False when the conversation was started over since."""
         with self.lock:
@@ -419,6 +606,42 @@ CLEAR_QUESTION_JS = """(question, number) => {
 }"""
 
 
+# The sources panel's buttons: the citation a button names ("PANEL:NUMBER") is handed to the
+# panel's click event (its `js` reads it back), which asks the server for the viewer.
+OPEN_SOURCE_JS = """element.addEventListener('click', (event) => {
+    const button = event.target.closest('[data-rag-open]');
+    if (!button) return;
+    window.ragOpen = button.dataset.ragOpen;
+    trigger('click');
+});"""
+# Once the viewer shows a document: bring the cited sentence (marked, or highlighted on its page)
+# into view, once the page's picture is laid out.
+SHOW_PLACE_JS = """watch('value', () => {
+    if (!element.querySelector('[data-rag-opened]')) return;
+    const spot = element.querySelector('mark, .rag-page-spot');
+    const show = () => spot ? spot.scrollIntoView({block: 'center'}) : element.scrollIntoView({block: 'start'});
+    const image = element.querySelector('img.rag-page');
+    if (image && !image.complete) image.addEventListener('load', show, {once: true}); else show();
+});"""
+# The page's own styles: the abstention's badge, the sources' buttons and the viewer.
+APP_CSS = """
+.rag-abstain { display: inline-block; width: 1.4em; height: 1.4em; line-height: 1.4em; border-radius: 50%;
+  background: #8a94a6; color: #fff; text-align: center; font-weight: bold; font-style: normal; margin-right: 0.3em; }
+.rag-open { margin: 0 0 0.8em 0; padding: 0.1em 0.7em; border: 1px solid var(--border-color-primary); border-radius: 0.4em;
+  background: var(--button-secondary-background-fill); cursor: pointer; font-size: var(--text-sm); font-weight: normal; }
+.rag-sources mark, .rag-viewer mark { background: #ffcd3c; color: inherit; }  /* the PDF pages' highlight (rag.pages) */
+.rag-also { font-size: 0.9em; opacity: 0.8; margin-bottom: 0.3em; }
+.rag-viewer-title { margin: 0.5em 0; }
+.rag-viewer .rag-page-frame { max-height: 640px; overflow-y: auto; border: 1px solid var(--border-color-primary); }
+.rag-viewer .rag-page-sheet { position: relative; }
+.rag-viewer img.rag-page { display: block; width: 100%; margin: 0; }
+.rag-viewer .rag-page-spot { position: absolute; left: 0; right: 0; pointer-events: none; }
+.rag-viewer .rag-heading { font-weight: bold; margin-bottom: 0.4em; }
+.rag-viewer .rag-section { white-space: pre-wrap; max-height: 480px; overflow-y: auto; padding: 0.5em;
+  border: 1px solid var(--border-color-primary); border-radius: 0.4em; }
+"""
+
+
 def build_app(assistant: Assistant) -> gr.Blocks:
     """The Gradio Blocks app over `assistant`; launch it with `.launch()`.
 
@@ -447,7 +670,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             if not answered_elsewhere:
                 session.answering = True
         if answered_elsewhere:
-            yield gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip()
             return
         try:
             while (next_question := session.next_question()) is not None:
@@ -467,7 +690,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         question = turn.question
         if not session.set_reply(epoch, turn, PENDING):
             return
-        yield session.snapshot(), gr.skip()
+        yield session.snapshot(), gr.skip(), gr.skip()
         try:
             if current.generator is None:
                 answer = conversation.ask(question)
@@ -477,19 +700,20 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     if isinstance(update, Answer):
                         answer = update
                     elif session.set_reply(epoch, turn, f"{_text(update)} {PENDING}"):
-                        yield session.snapshot(), gr.skip()
+                        yield session.snapshot(), gr.skip(), gr.skip()
         except RagError as error:
             if session.set_reply(epoch, turn, f"⚠️ {_text(str(error))}"):
-                yield session.snapshot(), render_sources(None)
+                yield session.snapshot(), render_sources(None), gr.skip()
             return
         if answer.grounded and current.generator is None:
             for partial in stream_steps(answer.text)[:-1]:
                 if not session.set_reply(epoch, turn, f"{_text(partial)} {PENDING}"):
                     return
-                yield session.snapshot(), gr.skip()
+                yield session.snapshot(), gr.skip(), gr.skip()
                 time.sleep(STREAM_DELAY)
         if session.set_reply(epoch, turn, render_answer(question, answer)):
-            yield session.snapshot(), render_sources(answer, current)
+            # New sources: the viewer's document was one of the last answer's, so it is closed.
+            yield session.snapshot(), render_sources(answer, current, panel=session.show(answer, current)), VIEWER_HINT
 
     def forget(request: gr.Request):
         sessions.drop(request.session_hash)  # the page was closed
@@ -502,7 +726,15 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             session.next_number = max([session.next_number, *(number + 1 for number in session.waiting)])
             session.waiting.clear()
             session.conversation = session.assistant = None
-        return [], render_sources(None)
+            session.shown = None
+        return [], render_sources(None), VIEWER_HINT
+
+    def open_source(request_text: str, request: gr.Request) -> str:
+        """The viewer for the citation a sources panel's button names (see ChatSession.shown_citation)."""
+        found = sessions.get(request.session_hash).shown_citation(request_text)
+        if found is None:
+            return '<div class="rag-viewer"><p><em>These sources were replaced by a newer answer: open one of those shown.</em></p></div>'
+        return render_viewer(*found)
 
     def upload(file, progress=gr.Progress()):
         if not file:
@@ -536,9 +768,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     sent_number = gr.Number(visible=False)  # set by CLEAR_QUESTION_JS
                 gr.Examples(EXAMPLES, inputs=[question], label="Examples")
                 reset = gr.Button("New conversation", elem_id="rag-new")
+                viewer = gr.HTML(VIEWER_HINT, elem_id="rag-viewer", js_on_load=SHOW_PLACE_JS)
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
-                sources = gr.HTML(render_sources(None), elem_id="rag-sources")
+                sources = gr.HTML(render_sources(None), elem_id="rag-sources", js_on_load=OPEN_SOURCE_JS)
+                open_request = gr.Textbox(visible="hidden")  # set by OPEN_SOURCE_JS
                 with gr.Accordion("Add a document", open=False):
                     file = gr.File(
                         label="A text, Markdown, PDF, HTML or Word file (at most 5 MB)",
@@ -559,8 +793,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             queue=False,
             trigger_mode="multiple",
             api_visibility="private",
-        ).then(answer_waiting, None, [chatbot, sources], trigger_mode="multiple", api_visibility="private")
-        reset.click(new_conversation, None, [chatbot, sources], api_visibility="private")
+        ).then(answer_waiting, None, [chatbot, sources, viewer], trigger_mode="multiple", api_visibility="private")
+        reset.click(new_conversation, None, [chatbot, sources, viewer], api_visibility="private")
+        # A source's button: the viewer opens it (the last one clicked, when several are).
+        sources.click(
+            open_source, [open_request], [viewer], js="() => window.ragOpen || ''", trigger_mode="always_last",
+            api_visibility="private",
+        )
         app.unload(forget)
         file.upload(upload, [file], [upload_message, status, file], api_visibility="private")
         gr.api(ask, api_name="ask")
@@ -584,5 +823,5 @@ def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, block: 
     """Serve `app` behind a bounded queue (QUEUE_CONCURRENCY, QUEUE_MAX_SIZE), on this machine
     only unless `host` says otherwise. With `block=False` it returns at once (tests)."""
     app.queue(default_concurrency_limit=QUEUE_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
-    app.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block)
+    app.launch(server_name=host, server_port=port, show_error=False, quiet=True, prevent_thread_lock=not block, css=APP_CSS)
     return app
