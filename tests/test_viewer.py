@@ -268,11 +268,7 @@ def test_the_viewer_shows_a_text_citation_among_the_lines_around_it(tmp_path):
 def test_the_sources_panel_names_the_other_files_holding_the_sentence():
     from ui.app import render_sources
 
-    @dataclass(frozen=True)
-    class Repeated(Citation):  # what `Citation.also_in` adds (another branch), made here
-        also_in: tuple[str, ...] = ()
-
-    cited = Repeated(FERRY_SENTENCE, "/docs/harbour.html", 0, len(FERRY_SENTENCE), 0.9, also_in=("/a/copy.html", "/b/<b>notes.md"))
+    cited = Citation(FERRY_SENTENCE, "/docs/harbour.html", 0, len(FERRY_SENTENCE), 0.9, also_in=("/a/copy.html", "/b/<b>notes.md"))
     panel = render_sources(Answer("1868", True, [cited, Citation("x", "/docs/y.txt", 0, 1, 0.5)]), panel=3)
     assert panel.count("also in:") == 1
     assert '<div class="rag-also">also in: copy.html, &lt;b&gt;notes.md</div>' in panel

@@ -188,11 +188,9 @@ def render_sources(answer: Answer | None, assistant: Assistant | None = None, *,
         excerpt = (
             f"{lead}{html.escape(before)}<mark>{html.escape(citation.text)}</mark>{html.escape(after)}{tail}"
         )
-        # Another engineer's `Citation.also_in` (the other files holding this very sentence); absent before it lands.
-        also_in = getattr(citation, "also_in", ())
-        also = (
-            f'<div class="rag-also">also in: {html.escape(", ".join(Path(path).name for path in also_in))}</div>' if also_in else ""
-        )
+        # The other files holding this very sentence, which is cited once.
+        also_names = ", ".join(Path(path).name for path in citation.also_in)
+        also = f'<div class="rag-also">also in: {html.escape(also_names)}</div>' if also_names else ""
         opener = (
             f'<button type="button" class="rag-open" data-rag-open="{panel}:{number}">Show in the document</button>'
             if panel is not None else ""
