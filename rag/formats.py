@@ -98,8 +98,8 @@ def pdf(raw: bytes, *, name: str, ocr: OcrOptions = OcrOptions()) -> Extracted:
             # OCR holds the lock too: rendering needs it, and files are read one at a time anyway.
             if scanned:
                 read = read_scanned(raw, scanned, lambda number: render(document[number - 1]), name=name, options=ocr)
-        except DocumentError:  # OCR failed: its message says how
-            raise
+        except DocumentError as error:  # OCR failed: its message says why
+            raise DocumentError(f"{name}: {error}") from None
         # A damaged or hostile PDF can make the reader fail in several ways: whatever it raises,
         # this one file is refused, never the whole build.
         except Exception as error:  # noqa: BLE001

@@ -40,8 +40,10 @@ if TYPE_CHECKING:
 PROGRAM = "tesseract"
 # What to install, named by every message about a missing engine.
 INSTALL = "Debian, Ubuntu: apt-get install tesseract-ocr tesseract-ocr-eng; macOS: brew install tesseract"
-# Pages are rendered at 300 dpi, Tesseract's documented best resolution for body text: at 200
-# dpi the x-height of 10-point type is about 20 pixels, where its accuracy starts to fall.
+# Pages are rendered at 300 dpi, the resolution Tesseract's documentation recommends ("accuracy
+# drops off below 10pt x 300dpi, rapidly below 8pt x 300dpi"). On 11-point type 200 dpi read as
+# well and 1.5x faster (`python -m eval.ocr_compare --ocr-dpi 200`, docs/ocr.md), but an 8-point
+# footnote at 200 dpi is as small as 5-point print at 300.
 DPI = 300
 # Tesseract's language: English (tesseract-ocr-eng; another installed one can be added: "eng+deu").
 LANGUAGE = "eng"
@@ -50,8 +52,9 @@ LANGUAGE = "eng"
 SETTINGS = f"tesseract-{LANGUAGE}-{DPI}dpi"
 # The folder of an index that keeps the OCR text of its scanned PDFs.
 CACHE_FOLDER = "ocr"
-# The longest one page may take. A page takes 2-15 s on a 2-core machine (busy or not); a
-# program still running after this is stuck, and the file is refused rather than the build hung.
+# The longest one page may take. An A4 page took 10-25 s on a 2-core machine shared with other
+# work (load average 17-20; docs/ocr.md); a program still running after this is stuck, and the
+# file is refused rather than the build hung.
 PAGE_TIMEOUT_SECONDS = 600
 
 
