@@ -4,8 +4,8 @@ The engine is Tesseract 5, Debian's `tesseract-ocr` and `tesseract-ocr-eng` pack
 language data ships in the package: nothing is downloaded). It was chosen over RapidOCR
 (PP-OCRv4 in ONNX, whose models ship in its wheel) by `python -m eval.ocr_compare` (docs/ocr.md):
 on rendered, blurred and noisy pages of the sample Tesseract read 99.9% of the characters right,
-RapidOCR under 51%, gluing the words of a line together ("signedtheBrestPeaceTreaty") and
-missing lines.
+RapidOCR under 51%, gluing the words of a line together ("MondoMilitaryUpdatedon2024-02-12")
+and missing lines.
 
 The program is run directly, a page image piped in and the text read back: a Python binding
 (pytesseract) does the same through temporary files, and could not give the program its own
