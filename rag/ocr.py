@@ -96,9 +96,18 @@ def read_image(image: "Image.Image") -> str:
     return done.stdout.decode("utf-8", "replace").replace("\f", "\n").strip()
 
 
+# The most pixels a page is rendered with: an A2 page at 300 dpi (4,961 x 7,016). A PDF page may
+# be 200 inches square, which at 300 dpi would be a 3.6-gigapixel picture; a larger page is
+# rendered at the resolution that fits.
+MAX_PIXELS = 35_000_000
+
+
 def render(page, *, dpi: int = DPI) -> "Image.Image":
-    """A pypdfium2 page as a grayscale picture at `dpi` (call while holding rag.formats' PDFium lock)."""
-    return page.render(scale=dpi / 72, grayscale=True).to_pil()
+    """A pypdfium2 page as a grayscale picture at `dpi`, or less for a page larger than A2 (see
+    MAX_PIXELS). Call while holding rag.formats' PDFium lock."""
+    width, height = page.get_size()  # in points, 72 to the inch
+    scale = min(dpi / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+    return page.render(scale=scale, grayscale=True).to_pil()
 
 
 @dataclass(frozen=True)
