@@ -133,13 +133,18 @@ class OcrCache:
         return {int(number): text for number, text in kept["pages"].items() if isinstance(text, str)}
 
     def keep(self, raw: bytes, pages: dict[int, str]) -> None:
-        """Remember this PDF's OCR text (written whole, then renamed: never a half-written file)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Remember this PDF's OCR text (written whole, then renamed: never a half-written file).
+        A folder that cannot be written (read-only, full) keeps nothing: the pages are read again
+        next time, and this build goes on."""
         content = json.dumps({"settings": SETTINGS, "pages": {str(n): t for n, t in sorted(pages.items())}}, ensure_ascii=False)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(content)
-        os.replace(temporary, self._path(raw))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(content)
+            os.replace(temporary, self._path(raw))
+        except OSError:
+            pass
 
     def forget_all_but(self, sha256s: set[str]) -> None:
         """Delete the OCR text of PDFs the index no longer holds (and leftovers of interrupted writes)."""
@@ -173,8 +178,8 @@ def read_scanned(
     raw: bytes, numbers: list[int], render_page: Callable[[int], "Image.Image"], *, name: str, options: OcrOptions
 ) -> dict[int, str]:
     """The OCR text of a PDF's pages `numbers` (1-based), from `options.cache` where it is kept,
-    else read from the picture `render_page(number)` gives; {} when Tesseract is not installed
-    (the caller says so). What was read is kept, even when the reading is interrupted.
+    else read from the picture `render_page(number)` gives; only the kept ones when Tesseract is
+    not installed (the caller says so). What was read is kept, even when the reading is interrupted.
 
     Raises:
         DocumentError: Tesseract fails on a page.
