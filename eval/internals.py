@@ -17,6 +17,8 @@ has no entry point for a part:
   deploys it, `deploy_serve`, on a cluster set up as `rag serve` sets one up, `RAY_SYSTEM_CONFIG`;
   documents dealt one to a shard, `shard_of`; passages split as an index splits them);
 - eval/pdf_extractors.py measures what rag's PDF reader removes (`pdf`, `pdftext`, `clean_pdf_text`);
+- eval/ocr_compare.py gives each OCR engine the page pictures rag renders for OCR and reads them
+  with rag's Tesseract call (`ocr`);
 - `rag eval squad --held-out` reads which articles the learned reader was validated on
   (`READER_METADATA`);
 - training the learned reader (eval/train_reader.py) encodes and decodes as `reader` does and
@@ -31,7 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag import columns, pdftext, reader, store, vectors
+from rag import columns, ocr, pdftext, reader, store, vectors
 from rag.answering import CANDIDATES as ANSWER_CANDIDATES
 from rag.answering import EXTRA_CITATION_RATIO, Answerer, cited, question_evidence
 from rag.cluster import SYSTEM_CONFIG as RAY_SYSTEM_CONFIG
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSWER_CANDIDATES", "Answerer", "EXTRA_CITATION_RATIO", "cited", "Vocabulary", "question_evidence", "reader",
     "BATCH_SIZE", "CANDIDATES", "RAY_SYSTEM_CONFIG", "READER_METADATA", "Carried", "Retriever", "SourceRecord",
-    "clean_pdf_text", "collect", "columns", "embed_on_ray", "pdf", "pdftext", "deploy_serve", "passage_id", "shard_of",
+    "clean_pdf_text", "collect", "columns", "embed_on_ray", "ocr", "pdf", "pdftext", "deploy_serve", "passage_id", "shard_of",
     "split_document", "store", "terms", "torch_question_assistant", "vectors",
 ]
 

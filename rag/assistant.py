@@ -17,6 +17,7 @@ from .documents import collect, walk
 from .embedding import Embedder, Progress, QuestionEncoding
 from .errors import DocumentError, IndexStaleError, NotPdfError
 from .indexing import BuildReport, UpdatePlan, previous_index, update
+from .ocr import OcrCache, OcrOptions
 from .questions import clean_question
 from .retrieval import MODES, Mode, Retriever
 from .settings import (
@@ -108,8 +109,9 @@ class Assistant:
         A file larger than `max_file_bytes` (default 50 MB) is skipped, from its size alone.
         `read_as` reads the named files as that format whatever their extension ("text", …;
         see rag.documents.collect); a file without an extension is read as text if it is text.
-        `progress`: True draws a bar with passages/s on stderr while embedding; a callable is
-        told (done, total, seconds) instead (see `rag.embedding.Embedder.encode`).
+        `progress`: True draws a bar with passages/s on stderr while embedding (and one of pages
+        while a scanned PDF is read by OCR, rag.ocr); a callable is told (done, total, seconds)
+        of the embedding instead (see `rag.embedding.Embedder.encode`).
 
         Interrupting it (KeyboardInterrupt) before the new manifest is committed leaves the
         previous index exactly as it was.
@@ -138,7 +140,10 @@ class Assistant:
         if not roots:
             raise DocumentError("no documents given; name files or folders to index")
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        collected = collect(roots, max_bytes=max_file_bytes, read_as=read_as)
+        # A scanned PDF's OCR text is kept in the index: an unchanged scan is never read twice.
+        ocr_cache = OcrCache.of_index(index_dir)
+        ocr = OcrOptions(cache=ocr_cache, progress=progress is True)
+        collected = collect(roots, max_bytes=max_file_bytes, read_as=read_as, ocr=ocr)
         if not collected.documents:
             reasons = "; ".join(f"{p}: {r}" for p, r in collected.skipped[:3])
             raise DocumentError(
@@ -158,6 +163,7 @@ class Assistant:
         }
         plan = UpdatePlan(index_dir, tuple(collected.documents), settings, chunking, progress=progress)
         data, report = _write_index(plan, embedder, collected.skipped, shards=shards, ray=ray, workers=workers)
+        ocr_cache.forget_all_but({record.sha256 for record in data.sources.values()})
         if report.embedded:
             # torch is loaded now (or the passages were embedded on a cluster): export the question
             # model (once per model) so that no question asked of this index ever needs torch.

@@ -10,6 +10,7 @@ from typing import Iterable, Mapping
 
 from . import formats
 from .errors import DocumentError
+from .ocr import OcrOptions
 from .settings import FORMAT_NAMES, FORMATS, MAX_FILE_BYTES, OWN_TEXT_FORMATS, SUPPORTED_EXTENSIONS
 from .types import Document
 
@@ -32,6 +33,7 @@ def collect(
     *,
     max_bytes: int = MAX_FILE_BYTES,
     read_as: str | Mapping[str, str] | None = None,
+    ocr: OcrOptions = OcrOptions(),
 ) -> Collected:
     """Read every supported file under `paths`.
 
@@ -45,6 +47,7 @@ def collect(
         read_as: read the named files as this format whatever their extension ("text", …; see
             rag.settings.FORMAT_NAMES), or a {resolved path: format} mapping for some of them.
             Files inside named folders are read by their extension.
+        ocr: how the pages of a PDF without a text layer are read (rag.ocr).
 
     Raises:
         DocumentError: a named path is missing, unsupported, empty, binary or undecodable, or
@@ -71,7 +74,7 @@ def collect(
                     continue
                 seen.add(key)
                 try:
-                    _add(result, read_document(file, max_bytes=max_bytes), first_with)
+                    _add(result, read_document(file, max_bytes=max_bytes, ocr=ocr), first_with)
                 except DocumentError as error:
                     result.skipped.append((str(file), str(error)))
         else:
@@ -84,7 +87,7 @@ def collect(
                 )
             if key not in seen:
                 seen.add(key)
-                _add(result, read_document(path, max_bytes=max_bytes, file_format=file_format), first_with)
+                _add(result, read_document(path, max_bytes=max_bytes, file_format=file_format, ocr=ocr), first_with)
     return result
 
 
@@ -133,7 +136,9 @@ def _looks_like_text(path: Path) -> bool:
     return bool(head.strip()) and (b"\x00" not in head or head.startswith((b"\xff\xfe", b"\xfe\xff")))
 
 
-def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES, file_format: str | None = None) -> Document:
+def read_document(
+    path: Path, *, max_bytes: int = MAX_FILE_BYTES, file_format: str | None = None, ocr: OcrOptions = OcrOptions()
+) -> Document:
     """Read one file as text: decoded (plain text, Markdown) or extracted (PDF, HTML, Word).
 
     Its format is `file_format` if given, else its extension's; a file without a known
@@ -142,7 +147,7 @@ def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES, file_format: s
     Raises:
         DocumentError: the file is unreadable, empty, too large, binary or undecodable, or
             (PDF, HTML, Word) unreadable as its format or without text: a PDF with no text
-            layer says so, as it may be a scan that needs OCR.
+            layer and no OCR says so, naming what to install.
     """
     try:
         info = path.stat()
@@ -160,7 +165,7 @@ def read_document(path: Path, *, max_bytes: int = MAX_FILE_BYTES, file_format: s
     file_format = file_format or FORMATS.get(path.suffix.lower(), "text")  # `collect` checked the extension
     encoding = None
     if file_format == "pdf":
-        extracted = formats.pdf(raw, name=str(path))
+        extracted = formats.pdf(raw, name=str(path), ocr=ocr)
     elif file_format == "docx":
         extracted = formats.docx(raw, name=str(path))
     else:

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 from . import pdftext
 from .errors import DocumentError
+from .ocr import OcrOptions, engine_missing, read_scanned, render
 
 # Between paragraphs, blocks and pages: a blank line, which the splitter reads as a paragraph
 # break (a PDF page whose first sentence runs on from the page before is joined by a newline).
@@ -23,6 +24,8 @@ _BREAK = "\n\n"
 _SECTION = "§ "
 
 NO_TEXT_LAYER = "no text layer; it may be a scanned PDF, which needs OCR"
+# Added to a page's location when its text was read by OCR: "p. 3 (OCR)".
+OCR_MARK = "OCR"
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,25 @@ class Extracted:
 _PDFIUM = threading.Lock()
 
 
-def pdf(raw: bytes, *, name: str) -> Extracted:
+def pdf(raw: bytes, *, name: str, ocr: OcrOptions = OcrOptions()) -> Extracted:
     """The text layer of a PDF, page by page, cleaned of what the layout added (rag.pdftext);
     each page is marked with its printed label: "p. 21", and "p. 21 (PDF page 24)" where the
     label is not the page's position in the file.
 
+    A page without a text layer that shows a picture (a scan) is read by OCR (rag.ocr) when
+    Tesseract is installed, and marked so: "p. 3 (OCR)"; its printed label is the one the PDF
+    defines, else the page number printed at its top or bottom, else its position in the file.
+
     Raises:
-        DocumentError: the file is not a readable PDF, needs a password, or has no text layer.
+        DocumentError: the file is not a readable PDF, needs a password, or has no text layer
+            (and OCR is not installed, or reads no text in it).
     """
     import pypdfium2  # lazy: only needed when a PDF is indexed
 
     pages: list[pdftext.Page] = []
+    scanned: list[int] = []  # the pages without a text layer that show a picture
+    labelled: set[int] = set()  # the pages whose label the PDF defines
+    read: dict[int, str] = {}  # the OCR text of scanned pages
     with _PDFIUM:
         try:
             document = pypdfium2.PdfDocument(raw)
@@ -78,14 +89,27 @@ def pdf(raw: bytes, *, name: str) -> Extracted:
                 # PDFium joins a word hyphenated at a line end and marks the hyphen U+FFFE (older
                 # versions U+0002): put the line end back, so rag.pdftext decides on the hyphen.
                 text = text.replace("\ufffe", "-\n").replace("\x02", "-\n")
-                label = document.get_page_label(index) or str(index + 1)
-                pages.append(pdftext.Page(index + 1, label, _clean(text)))
+                label = document.get_page_label(index)
+                if label:
+                    labelled.add(index + 1)
+                pages.append(pdftext.Page(index + 1, label or str(index + 1), _clean(text)))
+                if not text.strip() and _shows_picture(page):
+                    scanned.append(index + 1)
+            # OCR holds the lock too: rendering needs it, and files are read one at a time anyway.
+            if scanned:
+                read = read_scanned(raw, scanned, lambda number: render(document[number - 1]), name=name, options=ocr)
+        except DocumentError as error:  # OCR failed: its message says why
+            raise DocumentError(f"{name}: {error}") from None
         # A damaged or hostile PDF can make the reader fail in several ways: whatever it raises,
         # this one file is refused, never the whole build.
         except Exception as error:  # noqa: BLE001
             raise DocumentError(f"{name}: not a readable PDF ({type(error).__name__}: {error})") from None
         finally:
             document.close()
+    for number, text in read.items():
+        page = pages[number - 1]
+        printed = None if number in labelled else pdftext.printed_number(text)
+        pages[number - 1] = pdftext.Page(number, printed or page.label, _clean(text))
     parts: list[str] = []
     marks: list[tuple[int, str]] = []
     length = 0
@@ -99,24 +123,36 @@ def pdf(raw: bytes, *, name: str) -> Extracted:
             runs_on = not parts[-1].endswith((".", "!", "?", ":")) and text[0].islower()
             parts.append("\n" if runs_on else _BREAK)
             length += len(parts[-1])
-        marks.append((length, page_location(page.label, page.number)))
+        marks.append((length, page_location(page.label, page.number, ocr=page.number in read)))
         parts.append(text)
         length += len(text)
     if not parts:
         if any(page.text.strip() for page in pages):
             raise DocumentError(f"{name}: only contents, index or page furniture; nothing to index")
-        raise DocumentError(f"{name}: {NO_TEXT_LAYER}")
+        if read:
+            raise DocumentError(f"{name}: no text layer, and OCR read no text on its pages; nothing to index")
+        missing = engine_missing() if scanned else None
+        raise DocumentError(f"{name}: {NO_TEXT_LAYER}" + (f", and {missing}" if missing else ""))
     return Extracted("".join(parts), tuple(marks))
 
 
-def page_location(label: str, number: int) -> str:
+def page_location(label: str, number: int, *, ocr: bool = False) -> str:
     """Where a person finds a PDF page: its printed label, and its position in the file when
-    that differs (a viewer's "go to page" takes either).
+    that differs (a viewer's "go to page" takes either); "OCR" when its text was read by OCR.
 
-    >>> page_location("21", 24), page_location("7", 7)
-    ('p. 21 (PDF page 24)', 'p. 7')
+    >>> page_location("21", 24), page_location("7", 7), page_location("3", 3, ocr=True), page_location("1", 4, ocr=True)
+    ('p. 21 (PDF page 24)', 'p. 7', 'p. 3 (OCR)', 'p. 1 (PDF page 4, OCR)')
     """
-    return f"p. {label}" if label == str(number) else f"p. {label} (PDF page {number})"
+    if label == str(number):
+        return f"p. {label} ({OCR_MARK})" if ocr else f"p. {label}"
+    return f"p. {label} (PDF page {number}, {OCR_MARK})" if ocr else f"p. {label} (PDF page {number})"
+
+
+def _shows_picture(page) -> bool:
+    """Whether a PDF page holds an image (a scan is one); a blank page or a drawing needs no OCR."""
+    import pypdfium2.raw as pdfium_c
+
+    return next(iter(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,))), None) is not None
 
 
 def _clean(text: str) -> str:

@@ -93,6 +93,22 @@ def clean(pages: list[Page]) -> list[str]:
     return [_set_headings_apart(page, _full_length(lines)) for page in lines]
 
 
+def printed_number(text: str) -> str | None:
+    """The page number a page shows alone on its last or first line ("- 17 -", "Page 17 of 40"),
+    in digits; None when it shows none. Read from a scanned page's OCR text, where the PDF
+    defines no label.
+
+    >>> printed_number("Chapter 2\\nThe treaty was signed.\\n- 17 -"), printed_number("Signed in\\n1918.")
+    ('17', None)
+    """
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    for line in (lines[-1], lines[0]) if lines else ():
+        digits = _DIGITS.search(line)
+        if digits and _PAGE_NUMBER.match(line):
+            return str(int(digits.group(0)))
+    return None
+
+
 def _skeleton(line: str, page: Page) -> str:
     """A line without its digits and the page's label, for comparing running heads across pages."""
     words = [w for w in line.lower().split() if w not in (page.label.lower(), str(page.number))]
