@@ -313,9 +313,10 @@ class Assistant:
         return self._embedder.questions_ready
 
     def warm_up(self) -> "Assistant":
-        """Load what answering needs (the question model, its first run) now rather than on the
-        first question. Returns this assistant."""
+        """Load what answering needs (the question model, its first run, and the reader) now rather
+        than on the first question. Returns this assistant."""
         self._embedder.warm_up()
+        self._answerer.reader  # loading the reader's ONNX session is most of a first question's wait
         return self
 
     def chat(self) -> Conversation:
