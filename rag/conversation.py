@@ -7,8 +7,14 @@ and answer:
 - he/him/his/she/her → the person the last answer named (or the last question named);
 - "And how many aircraft?" → the last question's frame with the new focus
   ("How many aircraft did the Germans attack with?");
-- other references (it, they, this treaty) → the new question, searched together with the
-  last standalone question (and the one that continued), so retrieval sees what "it" was about.
+- it/its/they/them/their/this/that → what the last turn was about: the subject of its
+  standalone question ("When was the Brest peace treaty signed?" → "the Brest peace treaty",
+  read by `rag.phrases`), else the thing its answer named ("What was the operation called?" →
+  "Typhoon"); "that treaty" → such a phrase ending in "treaty", in the last question or the
+  sentence the last answer cited. The follow-up is then searched with that cited sentence;
+- references left in words (there, then, a pronoun with nothing to stand for) → the new
+  question, searched together with the last standalone question (and the one that continued),
+  so retrieval sees what "it" was about.
 
 A question that names its own subject and has no such reference is searched as it is.
 """
@@ -19,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .extraction import names_in, question_shape
+from .phrases import Phrase, Reference, articled_phrases, noun_phrases, references
 from .questions import clean_question
+from .text import terms
 from .types import Answer
 
 _PERSON_PRONOUNS = re.compile(r"\b(he|him|his|she|her|hers|himself|herself)\b", re.IGNORECASE)
@@ -27,6 +35,8 @@ _OTHER_REFERENCES = re.compile(
     r"\b(it|its|they|them|their|there|then|this|that|these|those|the same)\b(?!\s+(?:is|was)\s+(?:why|how|what|when))",
     re.IGNORECASE,
 )
+# What `_replace_things` names from the last turn.
+_THING_REFERENCES = re.compile(r"\b(it|its|they|them|their|this|that|these|those)\b", re.IGNORECASE)
 _CONNECTIVE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about|and how about)\b[\s,]*", re.IGNORECASE)
 _WH = re.compile(r"^\s*(?:who|whom|whose|what|which|when|where|why|how|did|does|do|is|was|were|are|can|could|would)\b", re.IGNORECASE)
 
@@ -79,7 +89,13 @@ def rewrite(question: str, history: list[Turn]) -> Rewrite:
         person = _last_person(last)
         if person:
             standalone = _replace_person(standalone, person)
+    standalone = _replace_things(standalone, last)
     resolved = standalone != question and not _OTHER_REFERENCES.search(standalone) and not _PERSON_PRONOUNS.search(standalone)
+    if resolved and _THING_REFERENCES.search(question) and last.answer.grounded and last.answer.citations:
+        # "Who signed it?" named as "Who signed the Brest peace treaty?" is still about what the
+        # last answer cited: its sentence is searched beside the question, so the sentence that
+        # answers it is found even where the documents call the thing differently.
+        return Rewrite(standalone, context=(last.answer.citations[0].text,))
     if resolved:
         return Rewrite(standalone)
     # A reference left in words ("it", "they", "this treaty"): retrieval also gets the last
@@ -121,6 +137,56 @@ def _replace_person(question: str, person: str) -> str:
 
     # "her" is ambiguous (object or possessive); reading it as the person works for both searches.
     return _PERSON_PRONOUNS.sub(substitute, question)
+
+
+def _replace_things(question: str, last: Turn) -> str:
+    """"it", "they", "that treaty"… replaced by the phrase of the last turn each stands for;
+    a reference with no such phrase is left as it is."""
+    found = references(question)
+    if not found:
+        return question
+    candidates = [*noun_phrases(last.query), *_answered_thing(last)]
+    # "that treaty" may name what the last answer's sentence spoke of ("…they signed the Brest
+    # Peace Treaty…"): the noun it repeats makes that safe, which a bare "it" would not be.
+    cited = [p for c in last.answer.citations[:1] for p in articled_phrases(c.text)] if last.answer.grounded else []
+    chosen: list[tuple[Reference, Phrase]] = []
+    for reference in found:
+        phrase = next((p for p in [*candidates, *(cited if reference.noun else [])] if _agrees(reference, p)), None)
+        # The first mention is named; a later one ("What did they dye their cloth with?") then
+        # refers to it inside the question, as it did in the user's words.
+        if phrase is not None and all(phrase != other for _, other in chosen):
+            chosen.append((reference, phrase))
+    for reference, phrase in reversed(chosen):  # from the end, so earlier offsets stay valid
+        text = phrase.text
+        if re.match(r"(?i)(?:the|a|an|this|that|these|those)\b", text):
+            text = text[0].lower() + text[1:]  # it opened the last question: lower case inside
+        if reference.possessive:
+            text += "'" if text.endswith("s") else "'s"
+        if reference.start == 0:
+            text = text[0].upper() + text[1:]
+        question = question[: reference.start] + text + question[reference.end:]
+    return question
+
+
+def _agrees(reference: Reference, phrase: Phrase) -> bool:
+    """Whether `phrase` can be what `reference` stands for: same number, never a person for
+    "it", and for "that treaty" a phrase whose last word is "treaty"."""
+    if reference.noun:
+        return terms(phrase.text.split()[-1]) == terms(reference.noun)
+    return reference.plural == phrase.plural and (reference.plural or not phrase.may_be_person)
+
+
+def _answered_thing(turn: Turn) -> list[Phrase]:
+    """The thing the last answer named, when the last question asked what or which one
+    ("What was the operation called?" → "Typhoon") and the answer is a short noun phrase."""
+    answer = turn.answer
+    if not (answer.grounded and answer.direct) or question_shape(turn.query).answer_type != "other":
+        return []
+    if not re.match(r"(?i)\s*(?:what|which)\b", turn.query) or len(answer.direct.split()) > 6:
+        return []
+    phrases = noun_phrases(f"Was {answer.direct} there?")  # its syntax read as a question's subject
+    whole = [p for p in phrases if p.text == answer.direct.strip()]
+    return [Phrase(p.text, p.plural, may_be_person=False) for p in whole]
 
 
 class AskStandalone(Protocol):

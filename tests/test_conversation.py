@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from rag import Assistant
 from rag.errors import QuestionError
 
 
@@ -113,3 +114,100 @@ def test_bad_follow_ups_are_refused_and_not_recorded(sample, question):
     with pytest.raises(QuestionError):
         chat.ask(question)
     assert chat.history == []
+
+
+# -- "it", "they", "that treaty": what the last turn was about --------------------------------
+
+# A small made-up document, so the rule is shown on words no code was written for.
+CHARTER_TEXT = (
+    "The Tarrow Charter\n"
+    "\n"
+    "The Tarrow Charter was signed in 1702 by the twelve guilds of Lennick. "
+    "The charter protected the right of weavers to sell cloth in the town market without a licence. "
+    "The town council revoked the charter in 1760 after a long dispute over market taxes.\n"
+    "\n"
+    "The Lennick weavers worked in long wooden sheds beside the river Osk. "
+    "The weavers dyed their cloth with madder and woad from the hills.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def charter(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("charter")
+    (folder / "docs").mkdir()
+    (folder / "docs" / "tarrow.txt").write_text(CHARTER_TEXT, encoding="utf-8")
+    return Assistant.build([folder / "docs"], index_dir=folder / "index")
+
+
+def test_it_after_the_flagship_names_the_treaty_and_cites_its_sentence(sample, verbatim):
+    chat = sample.chat()
+    assert chat.ask("When was the Brest peace treaty signed?").text.startswith("March 1918")
+
+    answer = chat.ask("Who signed it?")
+
+    assert answer.query == "Who signed the Brest peace treaty?"
+    assert answer.grounded
+    assert "they signed the Brest Peace Treaty with Germany" in answer.citations[0].text
+    verbatim(answer)
+
+
+def test_it_stands_for_the_subject_of_the_last_question(charter, verbatim):
+    chat = charter.chat()
+    assert chat.ask("When was the Tarrow Charter signed?").text.startswith("1702")
+
+    answer = chat.ask("What did it protect?")
+
+    assert answer.query == "What did the Tarrow Charter protect?"
+    assert answer.grounded and "right of weavers" in answer.text
+    verbatim(answer)
+
+
+def test_they_and_their_stand_for_a_plural_subject(charter):
+    chat = charter.chat()
+    assert "sheds" in chat.ask("Where did the Lennick weavers work?").text
+
+    answer = chat.ask("What did they dye their cloth with?")
+
+    # The first mention is named; "their" then refers inside the question, as the user wrote it.
+    assert answer.query == "What did the Lennick weavers dye their cloth with?"
+    assert answer.grounded and "madder" in answer.text
+
+
+def test_it_stands_for_the_object_when_the_question_word_was_the_subject(charter):
+    chat = charter.chat()
+    assert "Lennick" in chat.ask("Who signed the Tarrow Charter?").text
+
+    answer = chat.ask("When was it revoked?")
+
+    assert answer.query == "When was the Tarrow Charter revoked?"
+    assert answer.grounded and answer.text.startswith("1760")
+
+
+@pytest.mark.parametrize(
+    "follow_up",
+    [
+        "Is it true that the charter was signed in 1702?",  # dummy "it", "that" joins a clause
+        "Is it possible to visit the sheds?",  # dummy "it"
+        "What does that mean?",  # "that" stands for the last statement, not for a phrase
+        "Why did that happen?",
+    ],
+)
+def test_words_that_refer_to_no_phrase_are_left_as_they_are(charter, follow_up):
+    chat = charter.chat()
+    chat.ask("When was the Tarrow Charter signed?")
+
+    assert chat.ask(follow_up).query == follow_up
+
+
+def test_it_is_not_rewritten_when_the_last_question_has_no_subject(charter):
+    chat = charter.chat()
+    chat.ask("Which town had twelve guilds?")  # the question word is the subject; no object phrase
+
+    assert chat.ask("What did it protect?").query == "What did it protect?"
+
+
+def test_it_is_not_taken_for_a_person(charter):
+    chat = charter.chat()
+    chat.ask("Who was Greta Lindqvist?")  # what "Who was…" asks about is a person, not an "it"
+
+    assert chat.ask("When was it signed?").query == "When was it signed?"

@@ -5,11 +5,12 @@ import pytest
 
 import rag.conversation
 import rag.extraction
+import rag.phrases
 import rag.questions
 import rag.text
 
 
-@pytest.mark.parametrize("module", [rag.extraction, rag.conversation, rag.questions, rag.text], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [rag.extraction, rag.conversation, rag.phrases, rag.questions, rag.text], ids=lambda m: m.__name__)
 def test_docstring_examples_hold(module):
     result = doctest.testmod(module)
     assert result.attempted > 0
