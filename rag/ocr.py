@@ -102,12 +102,17 @@ def read_image(image: "Image.Image") -> str:
 MAX_PIXELS = 35_000_000
 
 
+def page_scale(page, scale: float) -> float:
+    """`scale` (pixels per PDF point) for a pypdfium2 page, or less for a page that would need more
+    than MAX_PIXELS: what every rendering of a page (OCR, the source viewer) is drawn at."""
+    width, height = page.get_size()  # in points, 72 to the inch
+    return min(scale, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+
+
 def render(page, *, dpi: int = DPI) -> "Image.Image":
     """A pypdfium2 page as a grayscale picture at `dpi`, or less for a page larger than A2 (see
     MAX_PIXELS). Call while holding rag.formats' PDFium lock."""
-    width, height = page.get_size()  # in points, 72 to the inch
-    scale = min(dpi / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
-    return page.render(scale=scale, grayscale=True).to_pil()
+    return page.render(scale=page_scale(page, dpi / 72), grayscale=True).to_pil()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DocumentError, IndexStaleError
 from .formats import _PDFIUM  # PDFium is not thread-safe: the lock every use of it takes
+from .ocr import page_scale
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -242,7 +243,7 @@ def _rendered(document, index: int, sha256: str) -> tuple[Image.Image, tuple[int
             _cache.move_to_end(key)
             return _cache[key]
     page = document[index]
-    bitmap = page.render(scale=RENDER_SCALE)
+    bitmap = page.render(scale=page_scale(page, RENDER_SCALE))  # a huge page drawn smaller
     entry = (bitmap.to_pil().convert("RGB"), tuple(bitmap.get_posconv(page).pos_args))
     with _cache_lock:
         _cache[key] = entry
