@@ -81,6 +81,19 @@ def test_a_cap_keeps_whole_training_documents_and_leaves_the_held_out_slices(sha
     assert set(capped.documents) < set(whole.documents)
 
 
+def test_a_cap_trains_on_the_documents_with_unanswerable_questions_first(shared):
+    squad_file(shared / "train" / "fairytaleqa-explicit.json",
+               {**{f"story{i}": 5 for i in range(20)}, "hard": 5, "harder": 5})
+    data = json.loads((shared / "train" / "fairytaleqa-explicit.json").read_text())
+    for entry in data["data"][-2:]:
+        entry["paragraphs"][0]["qas"][0].update(is_impossible=True, answers=[])
+    (shared / "train" / "fairytaleqa-explicit.json").write_text(json.dumps(data))
+    corpus = load_source(SourceChoice("fairytaleqa", cap=10), Settings(held_out_questions=10))
+    held = {q.title for part in ("fit", "validation") for q in corpus.part(part)}
+    trained = {q.title for q in corpus.part("train")}
+    assert {"hard", "harder"} - held <= trained and len(trained) == 2
+
+
 def test_sources_are_named_with_a_cap_and_a_weight():
     assert parse_sources("policyqa:2000,molweni::2") == (SourceChoice("policyqa", 2000), SourceChoice("molweni", None, 2.0))
     with pytest.raises(ValueError, match="unknown source 'wikipedia'; choose among"):

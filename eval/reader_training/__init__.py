@@ -10,6 +10,8 @@
 - `fitting`: the fusion, the abstention and the span choice, fitted on held-out questions;
 - `figures`: the measures reported per source and in reader.json;
 - `bounds`: what bounds the shipped reader (`--stage bounds`);
+- `estimate`: a run's size and minutes before running it (`--stage estimate`);
+- `progress`: progress lines with a rate and an ETA;
 - `stages`: the steps in order, each runnable alone (`--stage`); `cli`: the command.
 
 docs/training.md says how to run it and how to judge a new model.

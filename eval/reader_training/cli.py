@@ -18,7 +18,7 @@ from .settings import LEGACY_SOURCES, Settings, parse_sources
 from .sources import DEV_PART_A, source_files
 
 WORK = REPOSITORY / "artifacts" / "reader"
-STAGES = ("all", "mine", "train", "export", "fusion", "bounds")
+STAGES = ("all", "estimate", "mine", "train", "export", "fusion", "bounds")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         counts = {part: len(corpus.part(part)) for part in ("train", "fit", "validation")}
         print(f"{corpus.name}: {len(corpus.documents)} documents, questions {counts}, "
               f"unanswerable {sum(not q.answers for q in corpus.questions)}", file=sys.stderr, flush=True)
+    if args.stage == "estimate":
+        from .estimate import estimate
+
+        print(json.dumps(estimate(corpora, settings), indent=1))
+        return 0
     candidates = stages.mine_all(corpora, work)
     if args.stage == "mine":
         return 0

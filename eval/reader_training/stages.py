@@ -1,6 +1,7 @@
 """The steps of a training run in order, each runnable alone (`--stage`), each reading what the
 one before left in the work folder:
 
+- `estimate`: the run's size and its minutes on an idle 2-core machine, before running it;
 - `mine`: every source's candidates (mining.py);
 - `train`: the training pairs, the model (resuming from its checkpoint), its fp32 ONNX export and
   WORK/training.json (settings, data sha256, validation curve);
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,11 +129,16 @@ def read_source(run: Run, corpus: Corpus, candidates: dict[str, list[Candidate]]
 
     outside_evidence = fitting.evidence_without_own_document(answerer, assistant.passages, corpus, held)
     print(f"{corpus.name}: reading its fit and validation questions", file=sys.stderr, flush=True)
+    started, cpu = time.perf_counter(), time.process_time()
     result = Read(fitting.read_all(read, by_part["fit"], evidence),
                   fitting.read_all(read, outside_part["fit"], outside_evidence, outside=True),
                   fitting.read_all(read, by_part["validation"], evidence),
                   fitting.read_all(read, outside_part["validation"], outside_evidence, outside=True))
     read.save()
+    windows = sum(len(item.candidates) for items in (result.fit, result.fit_outside, result.validation, result.validation_outside)
+                  for item in items)
+    print(f"{corpus.name}: read {windows} windows in {time.perf_counter() - started:.0f} s ({time.process_time() - cpu:.0f} CPU-s; "
+          "readings cached earlier cost nothing)", file=sys.stderr, flush=True)
     return result
 
 
