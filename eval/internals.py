@@ -24,7 +24,9 @@ has no entry point for a part:
 - training the learned reader (eval/train_reader.py) encodes and decodes as `reader` does and
   mines the candidates the answerer reads (`ANSWER_CANDIDATES`), cites as it does (`cited`), and fits the
   fusion on the evidence the `Answerer` computes (`question_evidence`, also against a `Vocabulary`
-  without the question's own article).
+  without the question's own article);
+- the reader's quantization (eval/reader_quantization.py) runs and re-records the shipped reader
+  as `reader` loads it (`reader`).
 
 Keep it to imports and small adapters: a benchmark's logic stays in its own module.
 """

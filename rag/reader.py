@@ -3,9 +3,10 @@ how likely the sentence holds the answer, where the answer is, and how sure it i
 
 The model is all-MiniLM-L6-v2 fine-tuned for extractive question answering in SQuAD 2.0 style
 (a start and an end logit per token; the [CLS] token's pair is the "no answer" score), trained
-by `python -m eval.train_reader` on ../shared/data and shipped as an int8 ONNX file under
-rag/models/reader/ with its metadata (reader.json). Answering runs it with onnxruntime and the
-`tokenizers` library: no torch on the question path.
+by `python -m eval.train_reader` on ../shared/data and shipped as an 8-bit ONNX file under
+rag/models/reader/ with its metadata (reader.json); its weights lie within ±64, so its integer
+products cannot saturate on any CPU (eval/reader_quantization.py, docs/reader-arithmetic.md).
+Answering runs it with onnxruntime and the `tokenizers` library: no torch on the question path.
 
 Its scores are then fused with retrieval's evidence (rank, dense and BM25 scores) by a small
 logistic model fitted at training time on articles the reader was not trained on (see `Fusion`).
@@ -392,7 +393,7 @@ sha256 = file_sha256  # the store's file hash, also recorded by eval/train_reade
 
 
 class Reader:
-    """The shipped int8 ONNX reader and its fusion, loaded once and checked against its sha256."""
+    """The shipped 8-bit ONNX reader and its fusion, loaded once and checked against its sha256."""
 
     def __init__(self, model: Path = MODEL_FILE, metadata: Path = METADATA_FILE):
         try:

@@ -7,8 +7,6 @@ from rag import Assistant
 from rag.errors import QuestionError
 
 
-@pytest.mark.xfail(strict=True,
-    reason="issue 13: the learned reader cites 'Ambassador Schulenburg was among them' for what happened to him, not his dismissal")
 def test_follow_up_pronoun_is_resolved_to_the_person_named(sample, verbatim):
     chat = sample.chat()
     first = chat.ask("Who was the German ambassador?")
@@ -60,7 +58,6 @@ def test_follow_up_is_read_with_its_own_words_not_the_last_answers(sample, verba
     verbatim(answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the learned reader answers 'How many tanks...' with the whole list of forces")
 def test_a_new_topic_after_a_follow_up_is_not_pulled_back_to_the_last_one(sample):
     chat = sample.chat()
     chat.ask("Who was the German ambassador?")

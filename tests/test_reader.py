@@ -11,8 +11,10 @@ import pytest
 from rag import reader
 from rag.errors import ConfigError
 
-# int8 kernels may round differently on another CPU; a has-answer margin moves by far less
-# than this between the runs on one machine (it is 0 there), and decisions turn on margins of ~1.
+# The reader's integer products are exact on every CPU (tests/test_reader_arithmetic.py), but the
+# float arithmetic around them may sum in another order on another CPU, and a last-bit difference
+# can move an activation across a quantization step; a has-answer margin moves by far less than
+# this (it is 0 between runs on one machine), and decisions turn on margins of ~1.
 REFERENCE_TOLERANCE = 0.25
 
 
