@@ -308,14 +308,23 @@ def _summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _shown(path: str) -> str:
+    """A path as report.md shows it: relative to the current folder when it lies inside it (the
+    report may be committed, and this machine's folders mean nothing elsewhere), else its name."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(path).name
+
+
 def _markdown(report: dict) -> str:
     counts = report["counts"]
     parts = [
         "# Evaluation report",
         "",
-        f"Questions: `{report['questions_file']}` ({counts['questions']} single, {counts['answerable']} answerable, "
+        f"Questions: `{_shown(report['questions_file'])}` ({counts['questions']} single, {counts['answerable']} answerable, "
         f"{counts['unanswerable']} unanswerable; {counts['conversations']} conversations with {counts['followups']} follow-ups). "
-        f"Index: `{report['index']}` ({report['index_build']}).",
+        f"Index: `{_shown(report['index'])}` ({report['index_build']}).",
         "",
         _summary_table(report),
         "",
