@@ -308,7 +308,7 @@ def _summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _shown(path: str) -> str:
+def _path_shown(path: str) -> str:
     """A path as report.md shows it: relative to the current folder when it lies inside it (the
     report may be committed, and this machine's folders mean nothing elsewhere), else its name."""
     try:
@@ -322,9 +322,9 @@ def _markdown(report: dict) -> str:
     parts = [
         "# Evaluation report",
         "",
-        f"Questions: `{_shown(report['questions_file'])}` ({counts['questions']} single, {counts['answerable']} answerable, "
+        f"Questions: `{_path_shown(report['questions_file'])}` ({counts['questions']} single, {counts['answerable']} answerable, "
         f"{counts['unanswerable']} unanswerable; {counts['conversations']} conversations with {counts['followups']} follow-ups). "
-        f"Index: `{_shown(report['index'])}` ({report['index_build']}).",
+        f"Index: `{_path_shown(report['index'])}` ({report['index_build']}).",
         "",
         _summary_table(report),
         "",
