@@ -44,13 +44,22 @@ def test_add_indexes_only_the_new_document_and_answers_as_a_build_of_the_union(c
     assert [Path(s).name for s in report.added] == ["harbour.txt"]
     assert sorted(Path(s).name for s in report.unchanged) == ["company.txt", "orchard.txt"]
     assert report.embedded == 2  # the new document's two sentences, nothing else
-    assert added.ask(HARBOUR_QUESTION).text.startswith("Anselm Roe")
+    assert "Anselm Roe" in added.ask(HARBOUR_QUESTION).direct  # the span's edges: see the test below
     assert added.ask(ORCHARD_QUESTION).text.startswith("1920")
     union = Assistant.build([corpus, harbour], index_dir=tmp_path / "union")
     for question in (HARBOUR_QUESTION, ORCHARD_QUESTION):
         assert _shown(added.ask(question)) == _shown(union.ask(question))
     # The assistant it was added to still answers from the index as it was opened.
     assert not assistant.ask(HARBOUR_QUESTION).grounded
+
+
+@pytest.mark.xfail(strict=True, reason="issue 26: the reader with 7-bit weights (the same integers on every CPU) reads "
+                   "'keeper Anselm Roe', a word wider than the name; the int8 one read the name alone")
+def test_the_direct_answer_is_the_name_alone(corpus, tmp_path):
+    harbour = tmp_path / "harbour.txt"
+    harbour.write_text(HARBOUR, encoding="utf-8")
+    answer = Assistant.build([corpus, harbour], index_dir=tmp_path / "index").ask(HARBOUR_QUESTION)
+    assert answer.direct == "Anselm Roe"
 
 
 def test_add_keeps_the_answer_writer_the_chunking_and_how_each_file_was_read(corpus, tmp_path):
