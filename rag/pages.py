@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DocumentError, IndexStaleError
-from .formats import _PDFIUM  # PDFium is not thread-safe: the lock every use of it takes
+from .formats import (
+    _PDFIUM,  # PDFium is not thread-safe: the lock every use of it takes
+    OCR_MARK,
+)
 from .ocr import page_scale
 
 if TYPE_CHECKING:
@@ -57,7 +60,7 @@ CONTEXT_CHARS = 80
 # hyphen U+FFFE, older versions U+0002; a soft hyphen is U+00AD).
 _IGNORED = frozenset("-\u00ad\u2010\u2011\ufffe\x02\x00")
 # "p. 21 (PDF page 24)" or "p. 7" (rag.formats.page_location), possibly followed by more (", ¶ 2").
-_PAGE_LOCATION = re.compile(r"^p\. (?P<label>[^\s,(]+)(?: \(PDF page (?P<number>\d+)\))?")
+_PAGE_LOCATION = re.compile(rf"^p\. (?P<label>[^\s,(]+)(?: \(PDF page (?P<number>\d+)(?:, {OCR_MARK})?\))?")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ def page_number(location: str | None) -> int | None:
     >>> from rag.formats import page_location
     >>> page_number(page_location("21", 24)), page_number(page_location("7", 7)), page_number("p. iv")
     (24, 7, None)
+    >>> page_number(page_location("1", 4, ocr=True)), page_number(page_location("3", 3, ocr=True))
+    (4, 3)
     """
     match = _PAGE_LOCATION.match(location or "")
     if match is None:
