@@ -46,8 +46,8 @@ def _upload(page, name: str, content: str) -> str:
     )
     page.wait_for_function(
         r"""([before]) => {
-            const t = document.querySelector('#rag-upload-message').innerText;
-            return t !== before && /^(✅|⚠)/.test(t.trim()) && !/\d\.\ds/.test(t);
+            const shown = document.querySelector('#rag-upload-message'), t = shown.innerText;
+            return t !== before && shown.querySelector('.rag-done, .rag-warning') && !/\d\.\ds/.test(t);
         }""",
         arg=[before], timeout=ANSWER_TIMEOUT_MS,
     )

@@ -294,20 +294,21 @@ def _drawable_by(font_path: Path) -> set[int]:
     return set(TTFont(str(font_path)).getBestCmap())
 
 
-def test_the_abstention_message_has_no_character_the_page_font_cannot_draw(library):
+def test_the_abstention_and_warning_messages_have_no_character_the_page_font_cannot_draw(library):
     import matplotlib
 
-    from ui.app import render_answer
+    from ui.app import TOO_MANY, render_answer
 
     question = "What is the boiling point of mercury?"
     answer = library.ask(question)
     assert not answer.grounded
     message = render_answer(question, answer)
-    visible = re.sub(r"<[^>]+>", "", message)
     # DejaVu Sans (shipped with matplotlib) is a large font, and the one Chromium falls back to here.
     drawable = _drawable_by(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
-    assert [c for c in visible if ord(c) not in drawable] == []
-    assert 'class="rag-abstain"' in message
+    for shown in (message, TOO_MANY):
+        visible = re.sub(r"<[^>]+>", "", shown)
+        assert [c for c in visible if ord(c) not in drawable] == [], shown
+    assert "rag-abstain" in message and "rag-warning" in TOO_MANY
 
 
 # -- in the browser -----------------------------------------------------------------------------

@@ -81,7 +81,12 @@ QUEUE_MAX_SIZE = 8
 # Questions one browser session may have waiting behind the one being answered; a question past
 # that is refused in the chat (a person does not queue more; a stuck key or a script might).
 MAX_WAITING = QUEUE_MAX_SIZE
-TOO_MANY = f"⚠️ Not sent: {MAX_WAITING} questions are already waiting for their answers; send it again once they are answered."
+# Badges drawn by CSS (APP_CSS) in front of a message: a "?", a "!" or a drawn check, where an
+# emoji (⚠️, ✅) showed as an empty box in a page whose fonts have no emoji.
+ABSTAIN_BADGE = '<span class="rag-badge rag-abstain" aria-hidden="true">?</span>'
+WARNING_BADGE = '<span class="rag-badge rag-warning" role="img" aria-label="Warning">!</span>'
+DONE_BADGE = '<span class="rag-badge rag-done" role="img" aria-label="Done"></span>'
+TOO_MANY = f"{WARNING_BADGE} Not sent: {MAX_WAITING} questions are already waiting for their answers; send it again once they are answered."
 # Seconds a question waits for one sent before it that has not reached the server yet. The page
 # numbers what it sends, but two requests can arrive in either order; the earlier one is normally
 # milliseconds behind. Past this it is taken as never coming (the server forgot the session, past
@@ -150,9 +155,7 @@ def render_answer(question: str, answer: Answer) -> str:
             if answer.sentences:  # a model wrote, but nothing it wrote was supported
                 body += "\n\n<small>The written answer was not supported by its excerpts; this is the extractive answer.</small>"
     else:
-        # A question-mark badge drawn by CSS (APP_CSS): a "?" every font has, where an emoji
-        # showed as an empty box in a page whose fonts have no emoji.
-        body = f'> <span class="rag-abstain" aria-hidden="true">?</span> *{_text(answer.text)}*'
+        body = f"> {ABSTAIN_BADGE} *{_text(answer.text)}*"
     if answer.query and answer.query.strip() != question.strip():
         body += f"\n\n<small>Understood as: “{_text(answer.query)}”</small>"
     return body
@@ -242,7 +245,7 @@ def ask_streaming(conversation, question: str):
 def render_status(assistant: Assistant) -> str:
     """One line: what the index holds and when it was last updated."""
     status = assistant.status()
-    stale = f" · ⚠️ stale: {_text(', '.join(status['stale']))}" if status.get("stale") else ""
+    stale = f" · {WARNING_BADGE} stale: {_text(', '.join(status['stale']))}" if status.get("stale") else ""
     return (
         f"Index: **{status['documents']}** document(s) · **{status['passages']}** passages · "
         f"model `{html.escape(Path(str(status['model'])).name)}` · updated {html.escape(str(status['updated_at']))}{stale}"
@@ -435,8 +438,8 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
     report = rebuilt.last_build
     skipped = [reason for p, reason in (report.skipped if report else []) if Path(p).name == name]
     if skipped:
-        return f"⚠️ {name} was not indexed: {skipped[0]}"
-    return f"✅ Added {name}; the index now holds {len(rebuilt.passages)} passages."
+        return f"{WARNING_BADGE} {name} was not indexed: {skipped[0]}"
+    return f"{DONE_BADGE} Added {name}; the index now holds {len(rebuilt.passages)} passages."
 
 
 def _store_upload(source: Path, target: Path) -> None:
@@ -623,8 +626,13 @@ SHOW_PLACE_JS = """watch('value', () => {
 });"""
 # The page's own styles: the abstention's badge, the sources' buttons and the viewer.
 APP_CSS = """
-.rag-abstain { display: inline-block; width: 1.4em; height: 1.4em; line-height: 1.4em; border-radius: 50%;
-  background: #8a94a6; color: #fff; text-align: center; font-weight: bold; font-style: normal; margin-right: 0.3em; }
+.rag-badge { display: inline-block; position: relative; width: 1.4em; height: 1.4em; line-height: 1.4em; border-radius: 50%;
+  color: #fff; text-align: center; font-weight: bold; font-style: normal; margin-right: 0.3em; vertical-align: middle; }
+.rag-abstain { background: #8a94a6; }
+.rag-warning { background: #d97706; }
+.rag-done { background: #16a34a; }
+.rag-done::after { content: ""; position: absolute; left: 0.5em; top: 0.25em; width: 0.3em; height: 0.6em;
+  border: solid #fff; border-width: 0 0.15em 0.15em 0; transform: rotate(45deg); }  /* a check drawn, not a glyph */
 .rag-open { margin: 0 0 0.8em 0; padding: 0.1em 0.7em; border: 1px solid var(--border-color-primary); border-radius: 0.4em;
   background: var(--button-secondary-background-fill); cursor: pointer; font-size: var(--text-sm); font-weight: normal; }
 .rag-sources mark, .rag-viewer mark { background: #ffcd3c; color: inherit; }  /* the PDF pages' highlight (rag.pages) */
@@ -700,7 +708,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     elif session.set_reply(epoch, turn, f"{_text(update)} {PENDING}"):
                         yield session.snapshot(), gr.skip(), gr.skip()
         except RagError as error:
-            if session.set_reply(epoch, turn, f"⚠️ {_text(str(error))}"):
+            if session.set_reply(epoch, turn, f"{WARNING_BADGE} {_text(str(error))}"):
                 yield session.snapshot(), render_sources(None), gr.skip()
             return
         if answer.grounded and current.generator is None:
@@ -740,9 +748,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         try:
             message = add_upload(holder, file, progress=progress)
         except RagError as error:
-            message = f"⚠️ {_text(str(error))}"
+            message = f"{WARNING_BADGE} {_text(str(error))}"
         except OSError as error:
-            message = f"⚠️ could not read the upload: {_text(error.strerror or str(error))}"
+            message = f"{WARNING_BADGE} could not read the upload: {_text(error.strerror or str(error))}"
         return message, render_status(holder.assistant), None
 
     def ask(question: str) -> dict:
