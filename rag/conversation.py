@@ -35,8 +35,6 @@ _OTHER_REFERENCES = re.compile(
     r"\b(it|its|they|them|their|there|then|this|that|these|those|the same)\b(?!\s+(?:is|was)\s+(?:why|how|what|when))",
     re.IGNORECASE,
 )
-# What `_replace_things` names from the last turn.
-_THING_REFERENCES = re.compile(r"\b(it|its|they|them|their|this|that|these|those)\b", re.IGNORECASE)
 _CONNECTIVE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about|and how about)\b[\s,]*", re.IGNORECASE)
 _WH = re.compile(r"^\s*(?:who|whom|whose|what|which|when|where|why|how|did|does|do|is|was|were|are|can|could|would)\b", re.IGNORECASE)
 
@@ -91,7 +89,7 @@ def rewrite(question: str, history: list[Turn]) -> Rewrite:
             standalone = _replace_person(standalone, person)
     standalone = _replace_things(standalone, last)
     resolved = standalone != question and not _OTHER_REFERENCES.search(standalone) and not _PERSON_PRONOUNS.search(standalone)
-    if resolved and _THING_REFERENCES.search(question) and last.answer.grounded and last.answer.citations:
+    if resolved and references(question) and last.answer.grounded and last.answer.citations:
         # "Who signed it?" named as "Who signed the Brest peace treaty?" is still about what the
         # last answer cited: its sentence is searched beside the question, so the sentence that
         # answers it is found even where the documents call the thing differently.
