@@ -624,7 +624,7 @@ SHOW_PLACE_JS = """watch('value', () => {
     const image = element.querySelector('img.rag-page');
     if (image && !image.complete) image.addEventListener('load', show, {once: true}); else show();
 });"""
-# The page's own styles: the abstention's badge, the sources' buttons and the viewer.
+# The page's own styles: the messages' badges, the sources' buttons and the viewer.
 APP_CSS = """
 .rag-badge { display: inline-block; position: relative; width: 1.4em; height: 1.4em; line-height: 1.4em; border-radius: 50%;
   color: #fff; text-align: center; font-weight: bold; font-style: normal; margin-right: 0.3em; vertical-align: middle; }
