@@ -13,7 +13,7 @@ from . import shards as sharding
 from . import store
 from .answering import CANDIDATES, Answerer
 from .conversation import Conversation
-from .documents import collect, walk
+from .documents import collect, read_document, walk
 from .embedding import Embedder, Progress, QuestionEncoding
 from .errors import DocumentError, IndexStaleError, NotPdfError
 from .indexing import BuildReport, UpdatePlan, previous_index, update
@@ -29,7 +29,7 @@ from .settings import (
     default_model,
 )
 from .text import TOKENIZER_VERSION
-from .types import Answer, Citation, Hit, IndexedSource, Passage, Timings
+from .types import Answer, Citation, Document, Hit, IndexedSource, Passage, Timings
 from .vectors import VectorIndexSpec
 
 if TYPE_CHECKING:
@@ -194,6 +194,16 @@ class Assistant:
             chunking=ChunkSettings(**manifest["chunking"]), progress=progress, read_as=read_as,
         )
         return added.with_generator(self.generator)
+
+    def read(self, path: str | Path) -> Document:
+        """`path` read as adding it to this index would read it, without indexing it (the UI
+        checks an upload with it). A scan's OCR text is kept in the index's OCR folder, so the
+        `add` that follows reads no page again.
+
+        Raises:
+            DocumentError: the file is unreadable, empty, too large, binary or without text.
+        """
+        return read_document(Path(path), ocr=OcrOptions(cache=OcrCache.of_index(self.index_dir)))
 
     @classmethod
     def open(cls, index_dir: str | Path, *, stale_ok: bool = False) -> "Assistant":

@@ -148,3 +148,28 @@ def test_the_comparisons_measures_hold_their_worked_examples():
 
     result = doctest.testmod(eval.ocr_compare)
     assert result.attempted > 0 and result.failed == 0
+
+
+@needs_tesseract
+def test_a_scan_uploaded_in_the_chat_is_read_by_ocr_once(scanned, tmp_path, monkeypatch):
+    from ui.app import AssistantHolder, add_upload
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "lighthouse.txt").write_text(TEXT_PAGE, encoding="utf-8")
+    holder = AssistantHolder(Assistant.build([notes], index_dir=tmp_path / "index"))
+    pages_read = []
+    real_read_image = rag.ocr.read_image
+
+    def counted(image):  # Tesseract still reads every page; this only counts them
+        pages_read.append(image.size)
+        return real_read_image(image)
+
+    monkeypatch.setattr(rag.ocr, "read_image", counted)
+    message = add_upload(holder, scanned["pdf"])
+
+    assert "Added brest-scan.pdf" in message
+    pages = len(true_pages(text_pdf(sample_paragraphs())))
+    assert len(pages_read) == pages  # checking the upload and indexing it read each page once
+    answer = holder.assistant.ask(FLAGSHIP)
+    assert answer.grounded and "March 1918" in answer.text and answer.citations[0].location.endswith("OCR)")

@@ -406,8 +406,8 @@ def add_upload(holder: AssistantHolder, path: str | Path, progress=None) -> str:
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
         raise DocumentError(f"{name} is {size / 1e6:.1f} MB; upload files of at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-    try:  # read as `rag index` would, before anything is copied: binary, empty, no text layer…
-        read_document(path)
+    try:  # read as the index would, before anything is copied: binary, empty, no text layer…
+        holder.assistant.read(path)
     except DocumentError as error:
         raise DocumentError(str(error).replace(str(path), name)) from None
     with holder.lock:
