@@ -102,6 +102,17 @@ def test_sources_are_named_with_a_cap_and_a_weight():
         parse_sources("policyqa:many")
 
 
+def test_the_command_line_options_become_the_run_settings():
+    from eval.reader_training.cli import parser, settings_from
+
+    settings = settings_from(parser().parse_args(["--sources", "squad-dev-a,molweni::2", "--negatives-unanswerable", "6"]))
+    assert settings.negatives_unanswerable == 6
+    assert settings.sources == (SourceChoice("squad-dev-a"), SourceChoice("molweni", None, 2.0))
+    assert settings_from(parser().parse_args([])).negatives_unanswerable == Settings().negatives_unanswerable
+    with pytest.raises(ValueError, match="must include squad-dev-a"):
+        settings_from(parser().parse_args(["--sources", "molweni"]))
+
+
 # -- checkpoint and resume ------------------------------------------------------------------------
 
 

@@ -27,7 +27,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     changes: dict = {}
     if args.sources is not None:
         changes["sources"] = parse_sources(args.sources)
-    for option in ("epochs", "max_steps", "held_out_questions", "out_of_scope_share", "checkpoint_every", "eval_every",
+    for option in ("epochs", "max_steps", "held_out_questions", "out_of_scope_share", "negatives_unanswerable",
+                   "checkpoint_every", "eval_every",
                    "curve_questions", "curve_questions_per_source", "batch_size", "bf16"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
@@ -55,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--held-out-questions", type=int, help="questions in each source's fit and validation slice")
     p.add_argument("--out-of-scope-share", type=float, help="share of answerable training questions also read out of scope")
+    p.add_argument("--negatives-unanswerable", type=int, help="training pairs per unanswerable question (its top-ranked sentences)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast while training")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validation points")
