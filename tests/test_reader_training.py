@@ -1,7 +1,9 @@
-"""The reader's training on tiny data: the split by document and checkpoint/resume of the loop.
+"""The reader's training on tiny data: the split by document, checkpoint/resume of the loop, and
+the cache of readings.
 
-Neither needs the shared data nor a model: the SQuAD-format files are written here, and the
-training loop is run on a two-layer torch model whose result is compared step for step.
+None needs the shared data: the SQuAD-format files are written here, the training loop is run
+on a two-layer torch model whose result is compared step for step, and readings are the shipped
+reader's.
 """
 from __future__ import annotations
 
@@ -182,3 +184,24 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
         tiny_run(tmp_path / "state.pt", interrupt_after=2)
     with pytest.raises(MismatchedCheckpoint, match="written by a run with other run"):
         tiny_run(tmp_path / "state.pt", identity={"run": 2})
+
+
+def test_cached_readings_are_those_of_the_windows_asked_even_when_two_lists_start_alike(tmp_path):
+    """A question is read with several candidate lists (in scope, out of scope, deeper searches);
+    a list that starts like an earlier one must get its own readings, from the cache too."""
+    from eval.internals import reader as R
+    from eval.reader_training.data import Question
+    from eval.reader_training.export import onnx_reader
+    from eval.reader_training.fitting import cached_reader
+
+    read = onnx_reader(R.MODEL_DIR / "model.onnx")
+    question = Question("q1", "Bridges", "When was the bridge opened?", ())
+    opened = R.window("", "The bridge opened in May 1937.", "")
+    painted = R.window("", "The bridge was painted orange in 1936.", "")
+    crossed = R.window("", "Ferries crossed the strait before it.", "")
+    cache = tmp_path / "readings.json"
+    cached = cached_reader(read, cache)
+    cached(question, [opened, painted])
+    cached.save()
+    for reader in (cached, cached_reader(read, cache)):  # while reading, and from the saved cache
+        assert reader(question, [opened, crossed]) == read(question.text, [opened, crossed])

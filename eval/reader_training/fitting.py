@@ -10,6 +10,7 @@ the source's index without their document, their words weighed against its vocab
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import sys
@@ -72,7 +73,10 @@ def cached_reader(read, cache: Path):
     store = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
 
     def read_question(question: Question, windows: list[R.Window]) -> list[R.Reading]:
-        key = f"{question.id}:{len(windows)}:{windows[0].text[:40] if windows else ''}"
+        # Every window's text in the key: one question is read with different candidates (in
+        # scope, out of scope, deeper searches), and two of them may start alike.
+        digest = hashlib.sha1("\x00".join(f"{w.start}:{w.end}:{w.text}" for w in windows).encode()).hexdigest()[:16]
+        key = f"{question.id}:{len(windows)}:{digest}"
         if key not in store:
             store[key] = [asdict(r) for r in read(question.text, windows)]
         return [R.Reading(**r) for r in store[key]]
