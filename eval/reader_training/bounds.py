@@ -45,8 +45,7 @@ def bounds(corpus: Corpus, candidates: dict[str, list[Candidate]], work: Path) -
         own = corpus.file_name(question.title)
         for depth in sorted(set(CEILING_DEPTHS) | set(READ_DEPTHS)):
             hits = assistant._retriever.search(question.text, vector, k=depth)
-            ranked = [places.candidate(hit.passage, question, own, rank, hit.dense_score, hit.lexical_score)
-                      for rank, hit in enumerate(hits)]
+            ranked = places.ranked(hits, question, own)
             if depth in READ_DEPTHS:
                 retrieved[depth][question.id] = ranked
             if depth in CEILING_DEPTHS and question.answers:

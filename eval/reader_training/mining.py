@@ -120,6 +120,11 @@ class _Places:
         return Candidate(passage.text, previous.text if previous else "", following.text if following else "",
                          passage.start, passage.end, rank, float(dense), float(lexical), span)
 
+    def ranked(self, hits, question: Question, own_file: str) -> list[Candidate]:
+        """The search's hits as candidates, in its order, with its scores."""
+        return [self.candidate(hit.passage, question, own_file, rank, hit.dense_score, hit.lexical_score)
+                for rank, hit in enumerate(hits)]
+
 
 def mine(corpus: Corpus, work: Path) -> dict[str, list[Candidate]]:
     """Each of the corpus's questions' candidates (cached in the source's folder as candidates.json)."""
@@ -142,8 +147,7 @@ def mine(corpus: Corpus, work: Path) -> dict[str, list[Candidate]]:
     for n, question in enumerate(corpus.questions):
         own = corpus.file_name(question.title)
         hits = assistant._retriever.search(question.text, vectors[n], k=CANDIDATES)
-        candidates = [places.candidate(hit.passage, question, own, rank, hit.dense_score, hit.lexical_score)
-                      for rank, hit in enumerate(hits)]
+        candidates = places.ranked(hits, question, own)
         if question.answers and not any(c.positive for c in candidates):
             # Retrieval missed the answer: its sentence still teaches the reader where answers are.
             gold = question.answers[0]
@@ -184,8 +188,7 @@ def mine_outside(corpus: Corpus, questions: list[Question], work: Path) -> dict[
             # Four times the candidates: a document's own sentences fill most of the top of its search.
             hits = [h for h in assistant._retriever.search(question.text, vectors[n], k=4 * CANDIDATES)
                     if Path(h.passage.source).name != own][:CANDIDATES]
-            found[question.id] = [places.candidate(hit.passage, question, own, rank, hit.dense_score, hit.lexical_score)
-                                  for rank, hit in enumerate(hits)]
+            found[question.id] = places.ranked(hits, question, own)
             shown.update(n + 1)
         write_json(cache, {qid: [asdict(c) for c in cands] for qid, cands in found.items()})
     return {q.id: found[q.id] for q in questions}
